@@ -1,0 +1,238 @@
+//! The JSON that crosses the state machine: each function's input and output.
+//!
+//! Field names are camelCase on the wire. Large data (the plan, per-stack records, outputs)
+//! lives in S3 under [`RunContext::run_prefix`]; states carry only keys and small values, so
+//! no state's input or output approaches the 256 KiB limit even at 500 stacks.
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::Action;
+
+/// Poll settings of the Wait/check loop, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PollSeconds {
+    pub min: u32,
+    pub max: u32,
+}
+
+impl Default for PollSeconds {
+    fn default() -> Self {
+        PollSeconds { min: 5, max: 60 }
+    }
+}
+
+/// What a person or a trigger gives the execution (the console input).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecutionInput {
+    /// `s3://bucket/prefix/manifest.yaml`. When absent, read from the SSM parameter
+    /// `/stackwave/<environment>/manifest-uri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
+    /// The environment, substituted for `${environment}` in the manifest.
+    pub environment: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_seconds: Option<PollSeconds>,
+    /// Reserved: validate and plan only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+/// The execution's identity, passed to plan by the ASL from the context object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecutionRef {
+    /// `$$.Execution.Id`, the execution ARN.
+    pub arn: String,
+    /// `$$.Execution.Name`.
+    pub name: String,
+    /// `$$.Execution.StartTime`.
+    #[serde(default)]
+    pub start_time: Option<String>,
+}
+
+/// Plan's input: the raw execution input plus the execution's identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanInput {
+    /// Raw: validated by plan into [`ExecutionInput`] (errors are `InvalidInput`).
+    pub input: serde_json::Value,
+    pub execution: ExecutionRef,
+}
+
+/// What every state after plan carries: who this run is and where its data lives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunContext {
+    pub execution_arn: String,
+    pub execution_name: String,
+    pub environment: String,
+    /// The artifact bucket holding the run's data.
+    pub bucket: String,
+    /// `runs/<environment>/<execution name>/` inside the bucket.
+    pub run_prefix: String,
+    pub poll: PollSeconds,
+    pub manifest_uri: String,
+    pub started_at: String,
+}
+
+impl RunContext {
+    pub fn plan_key(&self) -> String {
+        format!("{}plan.json", self.run_prefix)
+    }
+    pub fn record_key(&self, stack: &str) -> String {
+        format!("{}stacks/{stack}.json", self.run_prefix)
+    }
+    pub fn records_prefix(&self) -> String {
+        format!("{}stacks/", self.run_prefix)
+    }
+    pub fn summary_key(&self) -> String {
+        format!("{}summary.json", self.run_prefix)
+    }
+}
+
+/// A wave: stacks of one stage whose dependencies are all settled once the waves before it are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveRef {
+    pub index: u32,
+    pub stacks: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageRef {
+    pub index: u32,
+    pub name: String,
+    pub waves: Vec<WaveRef>,
+}
+
+/// Plan's output. The full plan (templates, parameters, tags) is in S3 at `run.plan_key()`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanOutput {
+    pub run: RunContext,
+    pub stages: Vec<StageRef>,
+    pub stack_count: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployStackInput {
+    pub run: RunContext,
+    pub stack: String,
+}
+
+/// What deploy-stack started. The work itself is observed by check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployStackOutput {
+    pub stack: String,
+    /// `create`, `update`, `recreate` (a ROLLBACK_COMPLETE leftover is being deleted first).
+    pub operation: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckInput {
+    pub run: RunContext,
+    pub stacks: Vec<String>,
+    /// How many checks of this wave ran before this one (0 for the first).
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckOutput {
+    /// Every stack of the wave has settled (succeeded, unchanged or failed).
+    pub settled: bool,
+    /// At least one stack failed.
+    pub any_failed: bool,
+    pub attempt: u32,
+    /// How long the Wait before the next check lasts.
+    pub next_wait_seconds: u32,
+    pub in_progress: u32,
+    pub succeeded: u32,
+    pub failed: u32,
+    /// Names of failed stacks (at most 20).
+    pub failed_stacks: Vec<String>,
+}
+
+/// What an error caught by the ASL looks like (`ResultPath: $.error`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaughtError {
+    #[serde(rename = "Error")]
+    pub error: String,
+    #[serde(rename = "Cause", default)]
+    pub cause: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FinalizeInput {
+    pub run: RunContext,
+    /// Present when the stages failed: the error the ASL caught.
+    #[serde(default)]
+    pub error: Option<CaughtError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+}
+
+/// One stack in the run summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StackSummary {
+    pub name: String,
+    pub stage: String,
+    pub action: Action,
+    pub duration_seconds: f64,
+    pub reason: String,
+}
+
+/// The run summary: the execution's output, the CLI's `--output json`, the alert's JSON form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunSummary {
+    pub status: RunStatus,
+    pub environment: String,
+    pub execution_arn: String,
+    pub stacks: Vec<StackSummary>,
+    /// The first failed stack, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_stack: Option<String>,
+    /// The root cause of the first failure, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_cause: Option<crate::record::RootCause>,
+    /// Error name and text when the run failed for a reason other than a stack (or as well).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Notify's input, by `event`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "camelCase")]
+pub enum NotifyInput {
+    /// The run passed plan and is about to deploy.
+    #[serde(rename_all = "camelCase")]
+    Started { run: RunContext, stack_count: u32, stages: Vec<StageRef> },
+    /// The run ended; `summary` is finalize's output.
+    #[serde(rename_all = "camelCase")]
+    Finished { run: RunContext, summary: RunSummary },
+    /// Plan rejected the run (invalid input or manifest, lock held): nothing was deployed.
+    #[serde(rename_all = "camelCase")]
+    Rejected { execution_arn: String, input: serde_json::Value, error: CaughtError },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotifyOutput {
+    pub message_id: String,
+    pub subject: String,
+}

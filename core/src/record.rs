@@ -1,0 +1,114 @@
+//! A stack's record for one run, kept in S3 at `RunContext::record_key`.
+//!
+//! deploy-stack writes it when it starts work; check advances it until it settles; finalize
+//! reads them all to build the summary. One writer at a time: the Map branch for the stack,
+//! then the wave's check loop.
+
+use serde::{Deserialize, Serialize};
+
+/// What the run did to a stack, as shown in the summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Created,
+    Updated,
+    Unchanged,
+    Failed,
+    NotStarted,
+    Skipped,
+    RolledBack,
+    RollbackFailed,
+    InProgress,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Updated => "updated",
+            Action::Unchanged => "unchanged",
+            Action::Failed => "failed",
+            Action::NotStarted => "not_started",
+            Action::Skipped => "skipped",
+            Action::RolledBack => "rolled_back",
+            Action::RollbackFailed => "rollback_failed",
+            Action::InProgress => "in_progress",
+        }
+    }
+}
+
+/// The operation deploy-stack chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Create,
+    Update,
+    /// A ROLLBACK_COMPLETE leftover of an earlier failed create: delete, then create.
+    Recreate,
+}
+
+/// Where a stack's operation stands. check advances it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Deleting a ROLLBACK_COMPLETE leftover; the change set comes after.
+    DeletingLeftover,
+    /// The change set is being created.
+    ChangeSetPending,
+    /// The change set is executing: the stack is `*_IN_PROGRESS`.
+    Executing,
+    /// Settled: see `action`.
+    Done,
+}
+
+/// The first failed resource event of this operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RootCause {
+    pub logical_id: String,
+    pub resource_type: String,
+    pub status: String,
+    pub reason: String,
+}
+
+/// The stack's template and parameters before this run changed it (for run-level rollback).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Snapshot {
+    /// S3 key of the template body as it was.
+    pub template_key: String,
+    pub parameters: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackRecord {
+    pub stack: String,
+    pub stage: String,
+    pub operation: Operation,
+    pub phase: Phase,
+    /// While not `Done`: `InProgress`.
+    pub action: Action,
+    pub change_set_name: String,
+    /// ClientRequestToken for ExecuteChangeSet / DeleteStack: derived from execution + stack,
+    /// so a retried invoke never starts a second operation.
+    pub client_token: String,
+    /// Parameters resolved at deploy time (`{output}` and `{ssm}` replaced by values).
+    pub parameters: Vec<(String, String)>,
+    pub started_at: String,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    /// The last CloudFormation status seen.
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub reason: String,
+    #[serde(default)]
+    pub root_cause: Option<RootCause>,
+    #[serde(default)]
+    pub outputs: Vec<(String, String)>,
+    #[serde(default)]
+    pub snapshot: Option<Snapshot>,
+    pub timeout_minutes: u32,
+}
