@@ -1,1 +1,19 @@
+//! The check function. (skeleton: the signatures are the contract; the body is being written)
 
+use stackwave_aws::Ctx;
+use stackwave_core::io::{CheckInput, CheckOutput};
+use stackwave_core::Error;
+
+/// The input shape, shown in `InvalidInput` errors.
+pub const ACCEPTED: &str = "{\"run\": {...}, \"stacks\": [\"StackName\"], \"attempt\": 0}";
+
+pub async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> {
+    let _ = (ctx, input);
+    Err(Error::Internal("not written yet".into()))
+}
+
+/// The JSON entry point used by main.rs and by the local gateway.
+pub async fn handle_json(ctx: &Ctx, input: serde_json::Value) -> Result<serde_json::Value, Error> {
+    let input: CheckInput = stackwave_aws::parse_input(input, ACCEPTED)?;
+    stackwave_aws::to_output(&handle(ctx, input).await?)
+}
