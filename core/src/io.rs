@@ -34,6 +34,10 @@ pub struct ExecutionInput {
     pub environment: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poll_seconds: Option<PollSeconds>,
+    /// How many stacks of a wave deploy at once (default: the function's
+    /// `STACKWAVE_DEFAULT_MAX_CONCURRENCY`, else 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
     /// Reserved: validate and plan only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
@@ -73,8 +77,18 @@ pub struct RunContext {
     /// `runs/<environment>/<execution name>/` inside the bucket.
     pub run_prefix: String,
     pub poll: PollSeconds,
+    /// MaxConcurrency of the wave's deploy Map (`MaxConcurrencyPath: $.run.maxConcurrency`).
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
     pub manifest_uri: String,
     pub started_at: String,
+}
+
+/// Default concurrency of a wave's deploy Map.
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 10;
+
+fn default_max_concurrency() -> u32 {
+    DEFAULT_MAX_CONCURRENCY
 }
 
 impl RunContext {
