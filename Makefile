@@ -1,0 +1,65 @@
+# stackwave — the README's two commands are `make demo` and `make test`.
+SHELL := /bin/bash
+CARGO ?= cargo
+STACKWAVE := target/debug/stackwave
+ENV ?= demo
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: setup demo test gates fmt clippy unit check-asl check-template e2e emulator-tests \
+        local-start local-stop build check-package bench clean
+
+setup:
+	@scripts/setup.sh
+
+$(STACKWAVE): setup FORCE
+	@$(CARGO) build --quiet -p stackwave-cli
+
+FORCE:
+
+## The first README command: deploy the Bellyfed example on the local emulator, with live progress.
+demo: $(STACKWAVE)
+	$(STACKWAVE) local start --stack-seconds $${STACK_SECONDS:-3}
+	$(STACKWAVE) deploy examples/bellyfed --environment $(ENV) --local
+
+## The second README command (and what .ci/run calls): every gate and every test.
+test: setup gates unit check-asl check-template emulator-tests e2e
+	@echo "make test: all gates and tests passed"
+
+gates: fmt clippy
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --exclude stackwave-e2e
+
+check-asl:
+	scripts/check-asl.sh
+
+check-template:
+	scripts/check-template.sh
+
+emulator-tests:
+	.venv/bin/python -m pytest emulator/tests -q
+
+## End-to-end tests: the real state machine in moto's executor, the real handlers behind the
+## gateway. The tests start the emulator on their own endpoint and stop it afterwards.
+e2e: $(STACKWAVE)
+	STACKWAVE_LOCAL_ENDPOINT=$${STACKWAVE_TEST_ENDPOINT:-http://127.0.0.1:4766} \
+	  $(CARGO) test -p stackwave-e2e -- --test-threads=4; \
+	  status=$$?; \
+	  STACKWAVE_LOCAL_ENDPOINT=$${STACKWAVE_TEST_ENDPOINT:-http://127.0.0.1:4766} $(STACKWAVE) local stop >/dev/null 2>&1; \
+	  exit $$status
+
+local-start: $(STACKWAVE)
+	$(STACKWAVE) local start
+
+local-stop: $(STACKWAVE)
+	$(STACKWAVE) local stop
+
+clean:
+	$(CARGO) clean
+	rm -rf .aws-sam .stackwave

@@ -1,0 +1,128 @@
+//! The state machine and core agree on error names; retries are for transient errors only;
+//! every Choice has a Default.
+
+use serde_json::Value;
+use stackwave_core::ERROR_NAMES;
+use stackwave_e2e::asl::{all_states, definitions};
+
+/// Names that belong to the Step Functions service or the Lambda service, not to stackwave.
+fn is_service_name(name: &str) -> bool {
+    name.starts_with("States.") || name.starts_with("Lambda.")
+}
+
+/// Transient names: the only ones a Retry may list.
+const TRANSIENT: &[&str] = &[
+    "Throttled",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+];
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn there_is_a_deploy_state_machine() {
+    let defs = definitions();
+    assert!(defs.iter().any(|(n, _)| n == "deploy.asl.json"), "statemachine/deploy.asl.json missing: {defs:?}");
+}
+
+#[test]
+fn every_error_name_in_the_asl_exists_in_core() {
+    let mut checked = 0;
+    for (file, def) in definitions() {
+        for (state, body) in all_states(&def) {
+            let mut names = Vec::new();
+            for key in ["Retry", "Catch"] {
+                for clause in body.get(key).and_then(Value::as_array).cloned().unwrap_or_default() {
+                    names.extend(strings(clause.get("ErrorEquals")));
+                }
+            }
+            if let Some(e) = body.get("Error").and_then(Value::as_str) {
+                names.push(e.to_string());
+            }
+            for name in names {
+                checked += 1;
+                assert!(
+                    is_service_name(&name) || ERROR_NAMES.contains(&name.as_str()),
+                    "{file}: state {state} uses error name {name:?}, which core's Error enum does not define (core::ERROR_NAMES = {ERROR_NAMES:?})"
+                );
+            }
+        }
+    }
+    assert!(checked > 5, "expected Retry/Catch/Fail error names in the ASL, found {checked}");
+}
+
+#[test]
+fn retries_only_transient_errors() {
+    let mut retries = 0;
+    for (file, def) in definitions() {
+        for (state, body) in all_states(&def) {
+            for clause in body.get("Retry").and_then(Value::as_array).cloned().unwrap_or_default() {
+                retries += 1;
+                for name in strings(clause.get("ErrorEquals")) {
+                    assert!(
+                        TRANSIENT.contains(&name.as_str()),
+                        "{file}: state {state} retries {name:?}; only transient errors may be retried: {TRANSIENT:?}"
+                    );
+                }
+                assert!(clause.get("BackoffRate").and_then(Value::as_f64).unwrap_or(1.0) > 1.0, "{file}: {state} retry has no backoff");
+            }
+        }
+    }
+    assert!(retries > 0, "no Retry clause found");
+}
+
+#[test]
+fn every_lambda_task_retries_throttling() {
+    for (file, def) in definitions() {
+        for (state, body) in all_states(&def) {
+            if body.get("Type").and_then(Value::as_str) != Some("Task") {
+                continue;
+            }
+            let retried: Vec<String> = body
+                .get("Retry")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|c| strings(c.get("ErrorEquals")))
+                .collect();
+            for needed in ["Throttled", "Lambda.ServiceException", "Lambda.TooManyRequestsException"] {
+                assert!(retried.iter().any(|n| n == needed), "{file}: task {state} does not retry {needed}");
+            }
+        }
+    }
+}
+
+#[test]
+fn every_choice_has_a_default() {
+    let mut choices = 0;
+    for (file, def) in definitions() {
+        for (state, body) in all_states(&def) {
+            if body.get("Type").and_then(Value::as_str) == Some("Choice") {
+                choices += 1;
+                assert!(body.get("Default").and_then(Value::as_str).is_some(), "{file}: Choice {state} has no Default");
+            }
+        }
+    }
+    assert!(choices > 0);
+}
+
+#[test]
+fn the_wave_loop_polls_a_whole_wave_with_wait_check_choice() {
+    let (_, def) = definitions().into_iter().find(|(n, _)| n == "deploy.asl.json").expect("deploy.asl.json");
+    let states = all_states(&def);
+    let get = |name: &str| states.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone()).unwrap_or(Value::Null);
+    assert_eq!(get("WaitForWave")["Type"], "Wait");
+    assert_eq!(get("WaitForWave")["SecondsPath"], "$.check.nextWaitSeconds");
+    assert_eq!(get("WaitForWave")["Next"], "CheckWave");
+    assert_eq!(get("CheckWave")["Parameters"]["stacks.$"], "$.wave.stacks", "check must poll the whole wave at once");
+    assert_eq!(get("CheckWave")["Next"], "WaveSettled");
+    assert_eq!(get("Stages")["MaxConcurrency"], 1, "stages run in order");
+    assert_eq!(get("Waves")["MaxConcurrency"], 1, "waves run in order");
+}
