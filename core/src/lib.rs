@@ -1,6 +1,7 @@
 //! stackwave's domain library. No AWS I/O lives here: everything is a pure function of its
 //! inputs, so it is tested without an emulator and shared by the Lambda functions and the CLI.
 
+pub mod budget;
 pub mod error;
 pub mod io;
 pub mod manifest;
