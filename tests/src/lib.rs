@@ -1,3 +1,316 @@
-//! Shared helpers of the end-to-end tests. See `tests/tests/*.rs`.
+//! Shared helpers of the end-to-end tests (`tests/tests/*.rs`).
+//!
+//! Every test runs the real `statemachine/deploy.asl.json` in moto's Step Functions executor,
+//! with the real Rust handlers behind the gateway, against the emulator (moto's server with the
+//! project's extension). Tests share one emulator and isolate themselves by environment name:
+//! stack names carry `${environment}`, and each test uses a fresh one.
 
 pub mod asl;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_sfn::types::ExecutionStatus;
+use serde_json::{json, Value};
+use stackwave_cli::local::{ensure_started, LocalEnv, LocalOptions};
+
+pub use asl::repo_root;
+
+/// The test endpoint: `STACKWAVE_LOCAL_ENDPOINT` (the Makefile sets a port apart from the demo's).
+pub fn endpoint() -> String {
+    std::env::var("STACKWAVE_LOCAL_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4766".to_string())
+}
+
+/// Seconds every stack operation takes in the emulator during tests.
+pub const STACK_SECONDS: f64 = 1.0;
+
+/// A started emulator and SDK clients pointed at it.
+pub struct Local {
+    pub env: LocalEnv,
+    pub cfn: aws_sdk_cloudformation::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub sfn: aws_sdk_sfn::Client,
+    pub http: reqwest::Client,
+}
+
+/// Start the emulator (once; concurrent callers wait for each other) and build clients.
+pub async fn local() -> Result<Local> {
+    let opts = LocalOptions {
+        endpoint: Some(endpoint()),
+        stack_seconds: Some(STACK_SECONDS),
+        stackwave_bin: Some(stackwave_bin()),
+        ..Default::default()
+    };
+    let env = ensure_started(&opts).await.context("start the local emulator")?;
+    let sdk = stackwave_aws::sdk_config(Some(&env.endpoint), None).await;
+    let s3conf = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build();
+    Ok(Local {
+        cfn: aws_sdk_cloudformation::Client::new(&sdk),
+        s3: aws_sdk_s3::Client::from_conf(s3conf),
+        ssm: aws_sdk_ssm::Client::new(&sdk),
+        sqs: aws_sdk_sqs::Client::new(&sdk),
+        sfn: aws_sdk_sfn::Client::new(&sdk),
+        http: reqwest::Client::new(),
+        env,
+    })
+}
+
+/// The `stackwave` binary the Makefile builds before the e2e tests.
+pub fn stackwave_bin() -> PathBuf {
+    std::env::var_os("STACKWAVE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target").join("debug").join("stackwave"))
+}
+
+/// A fresh environment name for one test: `<prefix>-<6 hex>`.
+pub fn unique_env(prefix: &str) -> String {
+    format!("{prefix}{:06x}", fastrand::u32(..0x0100_0000))
+}
+
+/// Copy a directory tree (for tests that edit an example).
+pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("stackwave-{prefix}-{:08x}", fastrand::u32(..)));
+        std::fs::create_dir_all(&dir)?;
+        Ok(TempDir(dir))
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The outcome of `stackwave deploy --output json`.
+#[derive(Debug)]
+pub struct CliRun {
+    pub code: i32,
+    pub json: Value,
+    pub stderr: String,
+}
+
+/// Run `stackwave deploy <dir> --environment <env> --local --output json` with test polls.
+pub fn cli_deploy(dir: &Path, environment: &str) -> Result<CliRun> {
+    let out = std::process::Command::new(stackwave_bin())
+        .args(["deploy"])
+        .arg(dir)
+        .args(["--environment", environment, "--local", "--output", "json", "--poll-min", "1", "--poll-max", "2"])
+        .env("STACKWAVE_LOCAL_ENDPOINT", endpoint())
+        .output()
+        .with_context(|| format!("run {}", stackwave_bin().display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let json: Value = serde_json::from_str(stdout.trim())
+        .with_context(|| format!("stdout is not one JSON object:\n{stdout}\nstderr:\n{stderr}"))?;
+    Ok(CliRun { code: out.status.code().unwrap_or(-1), json, stderr })
+}
+
+impl Local {
+    /// Upload every file under `dir` to `s3://bucket/<prefix>/…`; returns the manifest URI.
+    pub async fn upload_dir(&self, dir: &Path, prefix: &str) -> Result<String> {
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d)? {
+                let p = entry?.path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let rel = p.strip_prefix(dir)?.to_string_lossy().replace('\\', "/");
+                self.s3
+                    .put_object()
+                    .bucket(&self.env.bucket)
+                    .key(format!("{prefix}/{rel}"))
+                    .body(std::fs::read(&p)?.into())
+                    .send()
+                    .await
+                    .with_context(|| format!("upload {rel}"))?;
+            }
+        }
+        Ok(format!("s3://{}/{prefix}/manifest.yaml", self.env.bucket))
+    }
+
+    /// Start an execution with `input` and wait until it ends (at most `timeout`).
+    pub async fn run_execution(&self, name: &str, input: &Value, timeout: Duration) -> Result<Execution> {
+        let started = self
+            .sfn
+            .start_execution()
+            .state_machine_arn(&self.env.state_machine_arn)
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await
+            .context("StartExecution")?;
+        self.wait_execution(started.execution_arn(), timeout).await
+    }
+
+    /// Wait for an execution to end.
+    pub async fn wait_execution(&self, arn: &str, timeout: Duration) -> Result<Execution> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let d = self.sfn.describe_execution().execution_arn(arn).send().await.context("DescribeExecution")?;
+            if d.status() != &ExecutionStatus::Running {
+                return Ok(Execution {
+                    arn: arn.to_string(),
+                    status: d.status().as_str().to_string(),
+                    output: d.output().and_then(|o| serde_json::from_str(o).ok()),
+                    error: d.error().map(str::to_string),
+                    cause: d.cause().map(str::to_string),
+                });
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("execution {arn} still running after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Every history event of an execution.
+    pub async fn history(&self, arn: &str) -> Result<Vec<aws_sdk_sfn::types::HistoryEvent>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .sfn
+                .get_execution_history()
+                .execution_arn(arn)
+                .max_results(1000)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .context("GetExecutionHistory")?;
+            out.extend(page.events().iter().cloned());
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Names of the stacks that exist (not deleted) whose name ends with `-<environment>`.
+    pub async fn stacks_of(&self, environment: &str) -> Result<Vec<aws_sdk_cloudformation::types::Stack>> {
+        let suffix = format!("-{environment}");
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.cfn.describe_stacks().set_next_token(token.clone()).send().await.context("DescribeStacks")?;
+            out.extend(page.stacks().iter().filter(|s| s.stack_name().is_some_and(|n| n.ends_with(&suffix))).cloned());
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Stack events, oldest first.
+    pub async fn stack_events(&self, stack: &str) -> Result<Vec<aws_sdk_cloudformation::types::StackEvent>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .cfn
+                .describe_stack_events()
+                .stack_name(stack)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .with_context(|| format!("DescribeStackEvents {stack}"))?;
+            out.extend(page.stack_events().iter().cloned());
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Read alerts from the `stackwave-alerts` queue until one matches `pred` (at most `timeout`).
+    /// Returns the SNS envelope (with `Subject`, `Message`, `MessageAttributes`).
+    pub async fn wait_alert(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while std::time::Instant::now() < deadline {
+            let r = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.env.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .context("ReceiveMessage")?;
+            for m in r.messages() {
+                let body: Value = serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or(Value::Null);
+                if pred(&body) {
+                    if let Some(h) = m.receipt_handle() {
+                        let _ = self.sqs.delete_message().queue_url(&self.env.queue_url).receipt_handle(h).send().await;
+                    }
+                    return Ok(body);
+                }
+                seen.push(body);
+                // Leave other tests' alerts for them: make this one visible again at once.
+                if let Some(h) = m.receipt_handle() {
+                    let _ = self
+                        .sqs
+                        .change_message_visibility()
+                        .queue_url(&self.env.queue_url)
+                        .receipt_handle(h)
+                        .visibility_timeout(0)
+                        .send()
+                        .await;
+                }
+            }
+        }
+        Err(anyhow!("no matching alert within {timeout:?}; saw {} other(s): {seen:?}", seen.len()))
+    }
+
+    /// Set per-stack durations in the emulator (control API).
+    pub async fn set_stack_seconds(&self, stacks: &[(String, f64)]) -> Result<()> {
+        let map: serde_json::Map<String, Value> = stacks.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let r = self
+            .http
+            .post(format!("{}/_stackwave/config", self.env.endpoint))
+            .json(&json!({"stackSeconds": map}))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("emulator config: {}", r.status());
+        }
+        Ok(())
+    }
+}
+
+/// An ended execution.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    pub arn: String,
+    pub status: String,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
