@@ -1,0 +1,518 @@
+//! plan's reactions to scripted S3 and SSM answers.
+
+// Helpers outside #[test] functions: clippy does not count them as test code.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
+use aws_sdk_s3::operation::head_object::HeadObjectOutput;
+use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
+use aws_sdk_s3::operation::put_object::PutObjectOutput;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::error::NoSuchKey;
+use aws_sdk_s3::types::Object;
+use aws_sdk_ssm::operation::get_parameter::{GetParameterError, GetParameterOutput};
+use aws_sdk_ssm::operation::put_parameter::PutParameterOutput;
+use aws_sdk_ssm::types::error::ParameterNotFound;
+use aws_sdk_ssm::types::{Parameter, ParameterType};
+use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+use serde_json::{json, Value};
+use stackwave_aws::{Clients, Config, Ctx};
+use stackwave_core::io::{ExecutionRef, PlanInput, PollSeconds, StageRef, WaveRef};
+use stackwave_core::plan::Plan;
+
+const BUCKET: &str = "artifacts";
+const DIR: &str = "deployments/dev/t1/";
+const MANIFEST_KEY: &str = "deployments/dev/t1/manifest.yaml";
+
+const MANIFEST: &str = r#"
+name: demo
+defaults:
+  tags: {Project: demo, Environment: "${environment}"}
+stages:
+  - name: infrastructure
+    stacks:
+      - name: Network-${environment}
+        template: templates/network.yaml
+      - name: Ecs-${environment}
+        template: ./templates/ecs.yaml
+        parameters:
+          VpcId: {output: "Network-${environment}.VpcId"}
+      - name: Dns-${environment}
+        template: templates/dns.yaml
+  - name: application
+    stacks:
+      - name: Api-${environment}
+        template: ../shared/api.yaml
+        dependsOn: ["Ecs-${environment}"]
+"#;
+
+/// A context whose S3 and SSM clients answer from scripts (the other clients are never called).
+async fn ctx(s3: aws_sdk_s3::Client, ssm: aws_sdk_ssm::Client, bucket: &str) -> Ctx {
+    let sdk = stackwave_aws::sdk_config(Some("http://127.0.0.1:9"), None).await;
+    let mut clients = Clients::new(&sdk);
+    clients.s3 = s3;
+    clients.ssm = ssm;
+    Ctx {
+        clients,
+        config: Config {
+            bucket: bucket.to_string(),
+            ..Config::default()
+        },
+    }
+}
+
+fn input(exec_input: Value) -> PlanInput {
+    PlanInput {
+        input: exec_input,
+        execution: ExecutionRef {
+            arn: "arn:aws:states:us-east-1:123456789012:execution:stackwave-deploy:exec-1".into(),
+            name: "exec-1".into(),
+            start_time: Some("2026-11-27T10:15:00.000Z".into()),
+        },
+    }
+}
+
+fn get_manifest(key: &'static str, text: &'static str) -> Rule {
+    mock!(aws_sdk_s3::Client::get_object)
+        .match_requests(move |r| r.bucket() == Some(BUCKET) && r.key() == Some(key))
+        .then_output(move || {
+            GetObjectOutput::builder()
+                .body(ByteStream::from_static(text.as_bytes()))
+                .build()
+        })
+}
+
+fn list(prefix: &'static str, keys: &'static [&'static str]) -> Rule {
+    mock!(aws_sdk_s3::Client::list_objects_v2)
+        .match_requests(move |r| r.bucket() == Some(BUCKET) && r.prefix() == Some(prefix))
+        .then_output(move || {
+            ListObjectsV2Output::builder()
+                .set_contents(Some(
+                    keys.iter()
+                        .map(|k| Object::builder().key(*k).build())
+                        .collect(),
+                ))
+                .key_count(keys.len() as i32)
+                .is_truncated(false)
+                .build()
+        })
+}
+
+fn head_ok(key: &'static str) -> Rule {
+    mock!(aws_sdk_s3::Client::head_object)
+        .match_requests(move |r| r.key() == Some(key))
+        .then_output(|| HeadObjectOutput::builder().content_length(10).build())
+}
+
+/// PutObject, keeping each (bucket, key, body).
+/// PutObject calls: (bucket, key, body).
+type Puts = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
+
+fn capture_puts(puts: &Puts) -> Rule {
+    let puts = puts.clone();
+    mock!(aws_sdk_s3::Client::put_object).then_compute_output(move |r| {
+        puts.lock().unwrap().push((
+            r.bucket().unwrap_or_default().to_string(),
+            r.key().unwrap_or_default().to_string(),
+            r.body().bytes().unwrap_or_default().to_vec(),
+        ));
+        PutObjectOutput::builder().build()
+    })
+}
+
+/// PutParameter, keeping each (name, value, type, overwrite).
+type ParamPut = (String, String, Option<ParameterType>, Option<bool>);
+fn capture_params(params: &Arc<Mutex<Vec<ParamPut>>>) -> Rule {
+    let params = params.clone();
+    mock!(aws_sdk_ssm::Client::put_parameter).then_compute_output(move |r| {
+        params.lock().unwrap().push((
+            r.name().unwrap_or_default().to_string(),
+            r.value().unwrap_or_default().to_string(),
+            r.r#type().cloned(),
+            r.overwrite(),
+        ));
+        PutParameterOutput::builder().version(2).build()
+    })
+}
+
+fn template_keys() -> &'static [&'static str] {
+    &[
+        MANIFEST_KEY,
+        "deployments/dev/t1/templates/network.yaml",
+        "deployments/dev/t1/templates/ecs.yaml",
+        "deployments/dev/t1/templates/dns.yaml",
+    ]
+}
+
+#[tokio::test]
+async fn plans_a_manifest_from_s3_and_stores_the_plan() {
+    let puts = Arc::new(Mutex::new(Vec::new()));
+    let params = Arc::new(Mutex::new(Vec::new()));
+    let get = get_manifest(MANIFEST_KEY, MANIFEST);
+    let listing = list(DIR, template_keys());
+    let head = head_ok("deployments/dev/shared/api.yaml");
+    let put = capture_puts(&puts);
+    let put_param = capture_params(&params);
+    let s3 = mock_client!(
+        aws_sdk_s3,
+        RuleMode::MatchAny,
+        [&get, &listing, &head, &put]
+    );
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&put_param]);
+    let ctx = ctx(s3, ssm, BUCKET).await;
+
+    let out = stackwave_plan::handle(
+        &ctx,
+        input(json!({"manifest": "s3://artifacts/deployments/dev/t1/manifest.yaml", "environment": "dev"})),
+    )
+    .await
+    .expect("plan succeeds");
+
+    assert_eq!(out.stack_count, 4);
+    assert_eq!(
+        out.stages,
+        vec![
+            StageRef {
+                index: 0,
+                name: "infrastructure".into(),
+                waves: vec![
+                    WaveRef {
+                        index: 0,
+                        stacks: vec!["Network-dev".into(), "Dns-dev".into()]
+                    },
+                    WaveRef {
+                        index: 1,
+                        stacks: vec!["Ecs-dev".into()]
+                    },
+                ],
+            },
+            StageRef {
+                index: 1,
+                name: "application".into(),
+                waves: vec![WaveRef {
+                    index: 0,
+                    stacks: vec!["Api-dev".into()]
+                }],
+            },
+        ]
+    );
+    let run = &out.run;
+    assert_eq!(run.bucket, BUCKET);
+    assert_eq!(run.environment, "dev");
+    assert_eq!(run.execution_name, "exec-1");
+    assert_eq!(run.run_prefix, "runs/dev/exec-1/");
+    assert_eq!(run.poll, PollSeconds { min: 5, max: 60 });
+    assert_eq!(run.max_concurrency, 10);
+    assert_eq!(run.started_at, "2026-11-27T10:15:00.000Z");
+    assert_eq!(
+        run.manifest_uri,
+        "s3://artifacts/deployments/dev/t1/manifest.yaml"
+    );
+    assert_eq!(get.num_calls(), 1);
+    assert_eq!(
+        listing.num_calls(),
+        1,
+        "the manifest's directory is listed once"
+    );
+    assert_eq!(
+        head.num_calls(),
+        1,
+        "only the template outside the directory is checked on its own"
+    );
+
+    let puts = puts.lock().unwrap();
+    assert_eq!(puts.len(), 1);
+    let (bucket, key, body) = &puts[0];
+    assert_eq!(bucket, BUCKET);
+    assert_eq!(key, "runs/dev/exec-1/plan.json");
+    let plan: Plan = serde_json::from_slice(body).expect("plan.json is a Plan");
+    assert_eq!(plan.environment, "dev");
+    let template = |name: &str| {
+        plan.stack(name)
+            .map(|s| s.template.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        template("Network-dev"),
+        "deployments/dev/t1/templates/network.yaml"
+    );
+    assert_eq!(template("Ecs-dev"), "deployments/dev/t1/templates/ecs.yaml");
+    assert_eq!(template("Api-dev"), "deployments/dev/shared/api.yaml");
+    assert_eq!(
+        plan.stack("Ecs-dev").map(|s| s.depends_on.clone()),
+        Some(vec!["Network-dev".to_string()])
+    );
+
+    let params = params.lock().unwrap();
+    assert_eq!(
+        *params,
+        vec![(
+            "/stackwave/dev/manifest-uri".to_string(),
+            "s3://artifacts/deployments/dev/t1/manifest.yaml".to_string(),
+            Some(ParameterType::String),
+            Some(true),
+        )]
+    );
+}
+
+#[tokio::test]
+async fn manifest_location_comes_from_ssm_when_the_input_has_none() {
+    let puts = Arc::new(Mutex::new(Vec::new()));
+    let params = Arc::new(Mutex::new(Vec::new()));
+    let get_param = mock!(aws_sdk_ssm::Client::get_parameter)
+        .match_requests(|r| r.name() == Some("/stackwave/dev/manifest-uri"))
+        .then_output(|| {
+            GetParameterOutput::builder()
+                .parameter(
+                    Parameter::builder()
+                        .name("/stackwave/dev/manifest-uri")
+                        .value("s3://artifacts/deployments/dev/t1/manifest.yaml")
+                        .build(),
+                )
+                .build()
+        });
+    let put_param = capture_params(&params);
+    let get = get_manifest(MANIFEST_KEY, MANIFEST);
+    let listing = list(DIR, template_keys());
+    let head = head_ok("deployments/dev/shared/api.yaml");
+    let put = capture_puts(&puts);
+    let s3 = mock_client!(
+        aws_sdk_s3,
+        RuleMode::MatchAny,
+        [&get, &listing, &head, &put]
+    );
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&get_param, &put_param]);
+    // No configured bucket: the manifest's bucket holds the run.
+    let ctx = ctx(s3, ssm, "").await;
+
+    let out = stackwave_plan::handle(
+        &ctx,
+        input(json!({"environment": "dev", "pollSeconds": {"min": 1, "max": 2}})),
+    )
+    .await
+    .expect("plan succeeds");
+
+    assert_eq!(get_param.num_calls(), 1);
+    assert_eq!(
+        out.run.manifest_uri,
+        "s3://artifacts/deployments/dev/t1/manifest.yaml"
+    );
+    assert_eq!(out.run.bucket, BUCKET);
+    assert_eq!(out.run.poll, PollSeconds { min: 1, max: 2 });
+    assert_eq!(out.stack_count, 4);
+    assert_eq!(puts.lock().unwrap().len(), 1);
+    assert!(
+        params.lock().unwrap().is_empty(),
+        "the parameter it was read from is not rewritten"
+    );
+}
+
+#[tokio::test]
+async fn no_manifest_anywhere_is_invalid_input_explaining_both_ways() {
+    let get_param = mock!(aws_sdk_ssm::Client::get_parameter)
+        .then_error(|| GetParameterError::ParameterNotFound(ParameterNotFound::builder().build()));
+    let get = get_manifest(MANIFEST_KEY, MANIFEST);
+    let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&get]);
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&get_param]);
+    let ctx = ctx(s3, ssm, BUCKET).await;
+
+    let err = stackwave_plan::handle(&ctx, input(json!({"environment": "dev"})))
+        .await
+        .unwrap_err();
+
+    assert_eq!(err.name(), "InvalidInput");
+    let text = err.to_string();
+    assert!(text.contains("/stackwave/dev/manifest-uri"), "{text}");
+    assert!(text.contains("\"manifest\""), "{text}");
+    assert_eq!(get.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn unknown_input_field_is_invalid_input_and_touches_nothing() {
+    let get = get_manifest(MANIFEST_KEY, MANIFEST);
+    let get_param = mock!(aws_sdk_ssm::Client::get_parameter)
+        .then_output(|| GetParameterOutput::builder().build());
+    let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&get]);
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&get_param]);
+    let ctx = ctx(s3, ssm, BUCKET).await;
+
+    let err = stackwave_plan::handle(
+        &ctx,
+        input(json!({"manifest": "s3://artifacts/deployments/dev/t1/manifest.yaml", "environment": "dev", "pollSecs": 5})),
+    )
+    .await
+    .unwrap_err();
+
+    assert_eq!(err.name(), "InvalidInput");
+    let text = err.to_string();
+    assert!(text.contains("pollSecs"), "{text}");
+    assert!(text.contains("Accepted shape"), "{text}");
+    assert!(text.contains("\"environment\": \"dev\""), "{text}");
+    assert_eq!(get.num_calls(), 0);
+    assert_eq!(get_param.num_calls(), 0);
+
+    for (bad, needle) in [
+        (
+            json!({"manifest": "artifacts/manifest.yaml", "environment": "dev"}),
+            "s3://",
+        ),
+        (
+            json!({"manifest": "s3://artifacts/m.yaml", "environment": "dev_1"}),
+            "dev_1",
+        ),
+        (
+            json!({"manifest": "s3://artifacts/m.yaml", "environment": "dev", "pollSeconds": {"min": 9, "max": 3}}),
+            "pollSeconds",
+        ),
+        (
+            json!({"manifest": "s3://other/deployments/dev/m.yaml", "environment": "dev"}),
+            "outside the artifact bucket",
+        ),
+        (json!({"environment": "dev", "manifest": 7}), "manifest"),
+    ] {
+        let err = stackwave_plan::handle(&ctx, input(bad.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.name(), "InvalidInput", "{bad}");
+        assert!(err.to_string().contains(needle), "{bad}: {err}");
+    }
+    assert_eq!(get.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn missing_manifest_object_names_the_uri() {
+    let get = mock!(aws_sdk_s3::Client::get_object)
+        .then_error(|| GetObjectError::NoSuchKey(NoSuchKey::builder().build()));
+    let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&get]);
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, Vec::<&Rule>::new());
+    let ctx = ctx(s3, ssm, BUCKET).await;
+
+    let err = stackwave_plan::handle(
+        &ctx,
+        input(json!({"manifest": "s3://artifacts/deployments/dev/t9/manifest.yaml", "environment": "dev"})),
+    )
+    .await
+    .unwrap_err();
+
+    assert_eq!(err.name(), "InvalidManifest");
+    assert!(
+        err.to_string()
+            .contains("s3://artifacts/deployments/dev/t9/manifest.yaml"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_cycle_is_invalid_manifest_naming_it_and_nothing_is_stored() {
+    const CYCLE: &str = r#"
+name: cyclic
+stages:
+  - name: only
+    stacks:
+      - name: Alpha-${environment}
+        template: a.yaml
+        dependsOn: ["Beta-${environment}"]
+      - name: Beta-${environment}
+        template: b.yaml
+        parameters:
+          X: {output: "Alpha-${environment}.Out"}
+"#;
+    let puts = Arc::new(Mutex::new(Vec::new()));
+    let get = get_manifest("deployments/dev/c/manifest.yaml", CYCLE);
+    let listing = list(
+        "deployments/dev/c/",
+        &[
+            "deployments/dev/c/manifest.yaml",
+            "deployments/dev/c/a.yaml",
+            "deployments/dev/c/b.yaml",
+        ],
+    );
+    let put = capture_puts(&puts);
+    let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&get, &listing, &put]);
+    let put_param = mock!(aws_sdk_ssm::Client::put_parameter)
+        .then_output(|| PutParameterOutput::builder().build());
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&put_param]);
+    let ctx = ctx(s3, ssm, BUCKET).await;
+
+    let err = stackwave_plan::handle(
+        &ctx,
+        input(json!({"manifest": "s3://artifacts/deployments/dev/c/manifest.yaml", "environment": "dev"})),
+    )
+    .await
+    .unwrap_err();
+
+    assert_eq!(err.name(), "InvalidManifest");
+    let text = err.to_string();
+    assert!(
+        text.contains("Alpha-dev -> Beta-dev -> Alpha-dev")
+            || text.contains("Beta-dev -> Alpha-dev -> Beta-dev"),
+        "{text}"
+    );
+    assert!(puts.lock().unwrap().is_empty(), "no plan is stored");
+    assert_eq!(
+        put_param.num_calls(),
+        0,
+        "an invalid manifest does not become the environment's default"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_template_is_invalid_manifest_naming_it() {
+    let puts = Arc::new(Mutex::new(Vec::new()));
+    let get = get_manifest(MANIFEST_KEY, MANIFEST);
+    // dns.yaml was not uploaded; ../shared/api.yaml neither.
+    let listing = list(
+        DIR,
+        &[
+            MANIFEST_KEY,
+            "deployments/dev/t1/templates/network.yaml",
+            "deployments/dev/t1/templates/ecs.yaml",
+        ],
+    );
+    let head = mock!(aws_sdk_s3::Client::head_object).then_error(|| {
+        aws_sdk_s3::operation::head_object::HeadObjectError::NotFound(
+            aws_sdk_s3::types::error::NotFound::builder().build(),
+        )
+    });
+    let put = capture_puts(&puts);
+    let s3 = mock_client!(
+        aws_sdk_s3,
+        RuleMode::MatchAny,
+        [&get, &listing, &head, &put]
+    );
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, Vec::<&Rule>::new());
+    let ctx = ctx(s3, ssm, BUCKET).await;
+
+    let err = stackwave_plan::handle(
+        &ctx,
+        input(json!({"manifest": "s3://artifacts/deployments/dev/t1/manifest.yaml", "environment": "dev"})),
+    )
+    .await
+    .unwrap_err();
+
+    assert_eq!(err.name(), "InvalidManifest");
+    let text = err.to_string();
+    assert!(
+        text.contains("Dns-dev") && text.contains("templates/dns.yaml"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Api-dev") && text.contains("../shared/api.yaml"),
+        "{text}"
+    );
+    assert!(puts.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn handle_json_rejects_a_malformed_wrapper() {
+    let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, Vec::<&Rule>::new());
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, Vec::<&Rule>::new());
+    let ctx = ctx(s3, ssm, BUCKET).await;
+    let err = stackwave_plan::handle_json(&ctx, json!({"environment": "dev"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.name(), "InvalidInput");
+    assert!(err.to_string().contains("execution"), "{err}");
+}
