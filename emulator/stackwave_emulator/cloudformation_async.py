@@ -924,6 +924,15 @@ def create_stack(self: CloudFormationResponse) -> Any:
     return result
 
 
+def _unchanged(snapshot: Snapshot, stack: Stack) -> bool:
+    return (
+        snapshot.template_dict == stack.template_dict
+        and effective_parameters(snapshot.template_dict, snapshot.parameters)
+        == effective_parameters(stack.template_dict, stack.parameters or {})
+        and snapshot.tags == dict(stack.tags or {})
+    )
+
+
 def update_stack(self: CloudFormationResponse) -> Any:
     backend = self.cloudformation_backend
     name = self._get_param("StackName")
@@ -933,6 +942,7 @@ def update_stack(self: CloudFormationResponse) -> Any:
         return ActionResult({"StackId": stack.stack_id})
     ensure_updatable(stack)
     snapshot = take_snapshot(stack)
+    previous_status, previous_role = stack.status, stack.role_arn
     disable_rollback = bool(_bool_param(self, "DisableRollback"))
     forced = None
     try:
@@ -945,6 +955,10 @@ def update_stack(self: CloudFormationResponse) -> Any:
     except Exception as err:
         forced = (None, f"Resource handler returned message: \"{err}\"")
         result = ActionResult({"StackId": stack.stack_id})
+    if forced is None and _unchanged(snapshot, stack):
+        # AWS refuses an update without changes; moto only did when parameters were listed
+        stack.status, stack.role_arn = previous_status, previous_role
+        raise ValidationError(stack.name, message="No updates are to be performed.")
     for cs in backend.change_sets.values():
         if cs.stack_id == stack.stack_id and cs.execution_status == "AVAILABLE":
             cs.execution_status = "OBSOLETE"
