@@ -1,1 +1,994 @@
-//! (being written)
+//! The pure rules of the stack lifecycle (docs/design.md, "Stack lifecycle").
+//!
+//! deploy-stack asks [`start`] what to do with a stack as it finds it; check observes every
+//! unsettled stack of a wave and asks [`advance`] for the next step and the updated record.
+//! The handlers do the AWS calls; every decision is here, tested without AWS.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::record::{Action, Operation, Phase, RootCause, StackRecord};
+use crate::status::{classify, execution_outcome, Outcome, StatusClass};
+
+/// Prefix of every change set and token stackwave makes. Both must start with a letter.
+pub const NAME_PREFIX: &str = "sw-";
+
+/// Token operation for ExecuteChangeSet (the record's `client_token`).
+pub const OP_EXECUTE: &str = "execute";
+/// Token operation for deleting a ROLLBACK_COMPLETE leftover.
+pub const OP_DELETE: &str = "delete";
+
+/// Reasons of resource events that are a consequence of another failure, not its cause.
+pub const CANCELLED_REASONS: &[&str] =
+    &["Resource creation cancelled", "Resource update cancelled"];
+
+/// Resource type named in the root cause of a change set that failed to be created.
+pub const CHANGE_SET_RESOURCE_TYPE: &str = "AWS::CloudFormation::ChangeSet";
+
+/// 24 hex characters of sha256 over the parts, joined by newlines.
+fn hash24(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            h.update(b"\n");
+        }
+        h.update(p.as_bytes());
+    }
+    let digest = h.finalize();
+    hex::encode(&digest[..12])
+}
+
+/// The change set's name for this execution and stack: `sw-` + 24 hex characters. It starts
+/// with a letter and is far below the 128-character limit. Also used as CreateChangeSet's
+/// ClientToken, so a retried deploy-stack makes no second change set.
+pub fn change_set_name(execution_name: &str, stack: &str) -> String {
+    format!("{NAME_PREFIX}{}", hash24(&[execution_name, stack]))
+}
+
+/// The ClientRequestToken of one operation (`op`: [`OP_EXECUTE`], [`OP_DELETE`], ...) on a stack
+/// in this execution: `sw-<op>-<24 hex>`. Only letters, digits and hyphens; at most 128 chars.
+pub fn client_token(execution_name: &str, stack: &str, op: &str) -> String {
+    let op: String = op
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(32)
+        .collect();
+    format!(
+        "{NAME_PREFIX}{op}-{}",
+        hash24(&[execution_name, stack, &op])
+    )
+}
+
+/// A record timestamp: RFC 3339, UTC, milliseconds.
+pub fn timestamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Parse a record timestamp.
+pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Does a change set's status reason say it holds no changes?
+///
+/// AWS reports a change set without changes only as status FAILED with this reason text (there
+/// is no code or flag), and the emulator as a ValidationError whose only distinguishing part is
+/// its message. Matching text is therefore the one way, and confined to this function.
+pub fn is_no_change_reason(reason: &str) -> bool {
+    reason.contains("didn't contain changes") || reason.contains("No updates are to be performed")
+}
+
+// ---------------------------------------------------------------------------------------------
+// deploy-stack: what to start
+
+/// What deploy-stack starts, given the stack's current status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Start {
+    /// Absent (or REVIEW_IN_PROGRESS, or DELETE_COMPLETE): a CREATE change set.
+    Create,
+    /// A stable stack: snapshot it, then an UPDATE change set.
+    Update,
+    /// ROLLBACK_COMPLETE left by an earlier failed create: DeleteStack, then create.
+    DeleteLeftover,
+    /// DELETE_IN_PROGRESS (our own delete, seen by a retried invoke, or someone else's): wait for
+    /// the delete to finish, then create.
+    AwaitDelete,
+    /// The stack cannot be deployed as it is.
+    Refuse { cause: String, fix: String },
+}
+
+/// Decide what deploy-stack starts. `status` is `None` when the stack does not exist.
+pub fn start(status: Option<&str>) -> Start {
+    let Some(status) = status else {
+        return Start::Create;
+    };
+    match classify(status) {
+        StatusClass::ReviewInProgress | StatusClass::Deleted => Start::Create,
+        StatusClass::Succeeded | StatusClass::RolledBack => Start::Update,
+        StatusClass::RollbackComplete => Start::DeleteLeftover,
+        StatusClass::InProgress if status == "DELETE_IN_PROGRESS" => Start::AwaitDelete,
+        StatusClass::InProgress => Start::Refuse {
+            cause: format!("it is {status}: another operation is running on it"),
+            fix: "wait for that operation to finish (or stop it), then run the deployment again".into(),
+        },
+        StatusClass::UpdateRollbackFailed => Start::Refuse {
+            cause: format!("it is {status}: the rollback of an earlier update failed"),
+            fix: "fix the resources named in the stack's events, continue the rollback \
+                  (ContinueUpdateRollback), then run the deployment again"
+                .into(),
+        },
+        StatusClass::Failed if status == "UPDATE_FAILED" => Start::Refuse {
+            cause: format!("it is {status}: an earlier update failed with rollback disabled"),
+            fix: "roll the stack back (RollbackStack) or fix and continue it, then run the deployment again".into(),
+        },
+        StatusClass::Failed => Start::Refuse {
+            cause: format!("it is {status}: an earlier operation left it broken"),
+            fix: "look at the stack's events, delete the stack (retaining resources that cannot be deleted), \
+                  then run the deployment again"
+                .into(),
+        },
+        StatusClass::Unknown => Start::Refuse {
+            cause: format!("it is in status {status}, which stackwave does not know"),
+            fix: "bring the stack to a stable status, then run the deployment again".into(),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// check: observe and advance
+
+/// What DescribeStacks said about a stack.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StackState {
+    pub status: String,
+    pub reason: Option<String>,
+    pub outputs: Vec<(String, String)>,
+}
+
+/// The stack as check saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StackView {
+    /// Not asked this time (a record waiting for its change set needs only the change set).
+    NotObserved,
+    /// The stack does not exist (or is deleted).
+    Absent,
+    Present(StackState),
+}
+
+/// What DescribeChangeSet said.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChangeSetState {
+    /// CREATE_PENDING, CREATE_IN_PROGRESS, CREATE_COMPLETE, DELETE_*, FAILED.
+    pub status: String,
+    /// UNAVAILABLE, AVAILABLE, EXECUTE_IN_PROGRESS, EXECUTE_COMPLETE, EXECUTE_FAILED, OBSOLETE.
+    pub execution_status: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// One observation of one stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub stack: StackView,
+    /// The run's change set; `None` when not asked or not found.
+    pub change_set: Option<ChangeSetState>,
+    pub now: DateTime<Utc>,
+}
+
+/// The next step for a stack. The record returned beside it already reflects the step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Nothing to do: the operation runs; look again at the next check.
+    Wait,
+    /// The change set is ready: ExecuteChangeSet with the record's ClientRequestToken.
+    ExecuteChangeSet,
+    /// The leftover is deleted: CreateChangeSet (CREATE).
+    CreateChangeSet,
+    /// The change set holds no changes: delete it; the stack is `unchanged`.
+    DeleteChangeSet,
+    /// The stack settled with this action.
+    Settle { action: Action, reason: String },
+    /// Past `timeoutMinutes` since `startedAt` (issue 3 will cancel the operation).
+    Timeout,
+}
+
+/// The result of [`advance`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Advance {
+    pub step: Step,
+    pub record: StackRecord,
+    /// The stack failed through a stack operation: fetch its events and pass them to
+    /// [`apply_events`] with this ClientRequestToken to find the root cause.
+    pub fetch_events_token: Option<String>,
+}
+
+fn settle(record: &mut StackRecord, action: Action, reason: String, now: DateTime<Utc>) -> Step {
+    record.phase = Phase::Done;
+    record.action = action;
+    record.reason = reason.clone();
+    record.finished_at = Some(timestamp(now));
+    Step::Settle { action, reason }
+}
+
+fn succeeded_action(op: Operation) -> Action {
+    match op {
+        Operation::Create | Operation::Recreate => Action::Created,
+        Operation::Update => Action::Updated,
+    }
+}
+
+/// Has the record run past its timeout at `now`?
+pub fn timed_out(record: &StackRecord, now: DateTime<Utc>) -> bool {
+    parse_timestamp(&record.started_at).is_some_and(|start| {
+        now - start >= chrono::Duration::minutes(i64::from(record.timeout_minutes))
+    })
+}
+
+/// Advance a record by one observation.
+///
+/// - `deleting_leftover`: stack absent/DELETE_COMPLETE → CreateChangeSet, `change_set_pending`;
+///   DELETE_FAILED (or another failed status) → failed (events with the delete token).
+/// - `change_set_pending`: change set CREATE_COMPLETE and AVAILABLE → ExecuteChangeSet,
+///   `executing`; already EXECUTE_* (a retried check) → `executing`; OBSOLETE → failed;
+///   FAILED with a no-change reason → DeleteChangeSet, `unchanged`; FAILED otherwise → failed
+///   with the change set's reason as root cause.
+/// - `executing`: CREATE/UPDATE/IMPORT_COMPLETE → created/updated (recreate → created) with the
+///   outputs; a failed terminal status (ROLLBACK_COMPLETE, UPDATE_ROLLBACK_COMPLETE, *_FAILED,
+///   DELETE_COMPLETE) → failed (events with the execute token); stack gone → failed.
+/// - anything still waiting past `timeoutMinutes` → [`Step::Timeout`], settled failed.
+/// - `done`: nothing.
+pub fn advance(record: &StackRecord, obs: &Observation) -> Advance {
+    let mut rec = record.clone();
+    let now = obs.now;
+    if let StackView::Present(s) = &obs.stack {
+        rec.status = Some(s.status.clone());
+    }
+    let mut fetch_events_token = None;
+    let step = match record.phase {
+        Phase::Done => Step::Wait,
+        Phase::DeletingLeftover => match &obs.stack {
+            StackView::NotObserved => Step::Wait,
+            StackView::Absent => {
+                rec.phase = Phase::ChangeSetPending;
+                Step::CreateChangeSet
+            }
+            StackView::Present(s) => match classify(&s.status) {
+                StatusClass::Deleted => {
+                    rec.phase = Phase::ChangeSetPending;
+                    Step::CreateChangeSet
+                }
+                StatusClass::Failed | StatusClass::UpdateRollbackFailed => {
+                    fetch_events_token = Some(client_token_of(record, OP_DELETE));
+                    let why = s.reason.clone().unwrap_or_else(|| s.status.clone());
+                    settle(
+                        &mut rec,
+                        Action::Failed,
+                        format!(
+                            "the ROLLBACK_COMPLETE leftover of an earlier failed create could not be deleted \
+                             ({}): {why}. Fix: delete the stack by hand, then run the deployment again",
+                            s.status
+                        ),
+                        now,
+                    )
+                }
+                _ => Step::Wait,
+            },
+        },
+        Phase::ChangeSetPending => match &obs.change_set {
+            None => Step::Wait,
+            Some(cs) => advance_change_set(&mut rec, cs, now),
+        },
+        Phase::Executing => match &obs.stack {
+            StackView::NotObserved => Step::Wait,
+            StackView::Absent => settle(
+                &mut rec,
+                Action::Failed,
+                "the stack disappeared while its change set was executing (deleted by someone else?)".into(),
+                now,
+            ),
+            StackView::Present(s) => match execution_outcome(&s.status) {
+                Outcome::Pending => Step::Wait,
+                Outcome::Succeeded => {
+                    rec.outputs = s.outputs.clone();
+                    settle(&mut rec, succeeded_action(record.operation), String::new(), now)
+                }
+                Outcome::Failed => {
+                    fetch_events_token = Some(record.client_token.clone());
+                    let reason = match &s.reason {
+                        Some(r) if !r.is_empty() => format!("{}: {r}", s.status),
+                        _ => s.status.clone(),
+                    };
+                    settle(&mut rec, Action::Failed, reason, now)
+                }
+            },
+        },
+    };
+    let step = if step == Step::Wait && rec.phase != Phase::Done && timed_out(record, now) {
+        let last = rec.status.clone().unwrap_or_else(|| "unknown".into());
+        settle(
+            &mut rec,
+            Action::Failed,
+            format!(
+                "StackTimeout: did not settle within {} minutes (last status {last}). \
+                 Fix: raise timeoutMinutes or find what hangs",
+                record.timeout_minutes
+            ),
+            now,
+        );
+        Step::Timeout
+    } else {
+        step
+    };
+    Advance {
+        step,
+        record: rec,
+        fetch_events_token,
+    }
+}
+
+/// The ClientRequestToken of an operation on the record's stack. The record keeps only the
+/// execute token (itself derived from the execution and the stack); the others derive from it,
+/// so deploy-stack and check compute the same token without the execution name.
+pub fn client_token_of(record: &StackRecord, op: &str) -> String {
+    if op == OP_EXECUTE {
+        record.client_token.clone()
+    } else {
+        client_token(&record.client_token, &record.stack, op)
+    }
+}
+
+fn advance_change_set(rec: &mut StackRecord, cs: &ChangeSetState, now: DateTime<Utc>) -> Step {
+    let reason = cs.reason.clone().unwrap_or_default();
+    match cs.status.as_str() {
+        "CREATE_COMPLETE" => match cs.execution_status.as_deref() {
+            None | Some("AVAILABLE") => {
+                rec.phase = Phase::Executing;
+                Step::ExecuteChangeSet
+            }
+            // Executed by an earlier check whose record write was lost: just follow the stack.
+            Some("EXECUTE_IN_PROGRESS" | "EXECUTE_COMPLETE" | "EXECUTE_FAILED") => {
+                rec.phase = Phase::Executing;
+                Step::Wait
+            }
+            Some("OBSOLETE") => {
+                rec.root_cause = Some(change_set_cause(
+                    rec,
+                    "OBSOLETE",
+                    "the stack changed after the change set was made",
+                ));
+                settle(
+                    rec,
+                    Action::Failed,
+                    "the change set is obsolete: the stack was changed by someone else after it was made. \
+                     Fix: run the deployment again"
+                        .into(),
+                    now,
+                )
+            }
+            Some(_) => Step::Wait,
+        },
+        "FAILED" if is_no_change_reason(&reason) => {
+            settle(rec, Action::Unchanged, "no changes".into(), now);
+            Step::DeleteChangeSet
+        }
+        "FAILED" => {
+            rec.root_cause = Some(change_set_cause(rec, "FAILED", &reason));
+            settle(
+                rec,
+                Action::Failed,
+                format!("change set failed: {reason}. Fix: correct the template or parameters, then run again"),
+                now,
+            )
+        }
+        s if s.starts_with("DELETE_") => settle(
+            rec,
+            Action::Failed,
+            format!(
+                "the change set was deleted ({s}) before it ran. Fix: run the deployment again"
+            ),
+            now,
+        ),
+        _ => Step::Wait,
+    }
+}
+
+fn change_set_cause(rec: &StackRecord, status: &str, reason: &str) -> RootCause {
+    RootCause {
+        logical_id: rec.change_set_name.clone(),
+        resource_type: CHANGE_SET_RESOURCE_TYPE.into(),
+        status: status.into(),
+        reason: reason.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Root cause
+
+/// A stack event (DescribeStackEvents), without AWS types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackEvent {
+    pub stack_name: String,
+    pub logical_id: String,
+    pub resource_type: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub timestamp: DateTime<Utc>,
+    pub client_request_token: Option<String>,
+}
+
+/// Is the event part of this operation? Its ClientRequestToken decides when it has one;
+/// otherwise it counts when it happened at or after `since`.
+fn of_operation(e: &StackEvent, token: Option<&str>, since: DateTime<Utc>) -> bool {
+    match (token, e.client_request_token.as_deref()) {
+        (Some(ours), Some(theirs)) if !theirs.is_empty() => ours == theirs,
+        _ => e.timestamp >= since,
+    }
+}
+
+/// Events oldest first. AWS lists them newest first, so ties keep AWS's order reversed.
+fn oldest_first(events: &[StackEvent]) -> Vec<&StackEvent> {
+    let mut v: Vec<&StackEvent> = events.iter().rev().collect();
+    v.sort_by_key(|e| e.timestamp);
+    v
+}
+
+/// The root cause of a failed operation: the first (oldest) `*_FAILED` resource event (its
+/// logical id is not the stack's name) of this operation, skipping the cancellations that
+/// follow a failure ("Resource creation cancelled", "Resource update cancelled").
+///
+/// `events` in AWS's order (newest first) or any order; `token` the operation's
+/// ClientRequestToken; `since` when the operation started.
+pub fn root_cause(
+    events: &[StackEvent],
+    token: Option<&str>,
+    since: DateTime<Utc>,
+) -> Option<RootCause> {
+    oldest_first(events)
+        .into_iter()
+        .filter(|e| of_operation(e, token, since))
+        .filter(|e| e.logical_id != e.stack_name)
+        .filter(|e| e.status.ends_with("_FAILED"))
+        .find(|e| {
+            let reason = e.reason.as_deref().unwrap_or_default();
+            !CANCELLED_REASONS.iter().any(|c| reason.contains(c))
+        })
+        .map(|e| RootCause {
+            logical_id: e.logical_id.clone(),
+            resource_type: e.resource_type.clone(),
+            status: e.status.clone(),
+            reason: e.reason.clone().unwrap_or_default(),
+        })
+}
+
+/// When the operation settled: the newest stack-level event of this operation with a terminal
+/// status.
+pub fn settled_at(
+    events: &[StackEvent],
+    token: Option<&str>,
+    since: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    events
+        .iter()
+        .filter(|e| of_operation(e, token, since))
+        .filter(|e| e.logical_id == e.stack_name && crate::status::is_terminal(&e.status))
+        .map(|e| e.timestamp)
+        .max()
+}
+
+/// Complete a failed record with its events: the root cause and, when known, the time the
+/// stack settled (else `finished_at` stays as set).
+pub fn apply_events(record: &mut StackRecord, events: &[StackEvent], token: &str) {
+    let since = parse_timestamp(&record.started_at).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    if let Some(cause) = root_cause(events, Some(token), since) {
+        record.root_cause = Some(cause);
+    }
+    if let Some(t) = settled_at(events, Some(token), since) {
+        record.finished_at = Some(timestamp(t));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + secs, 0)
+            .single()
+            .expect("valid time")
+    }
+
+    fn record(phase: Phase, op: Operation) -> StackRecord {
+        StackRecord {
+            stack: "App".into(),
+            stage: "s1".into(),
+            operation: op,
+            phase,
+            action: Action::InProgress,
+            change_set_name: change_set_name("exec-1", "App"),
+            client_token: client_token("exec-1", "App", OP_EXECUTE),
+            parameters: vec![],
+            started_at: timestamp(t(0)),
+            finished_at: None,
+            status: None,
+            reason: String::new(),
+            root_cause: None,
+            outputs: vec![],
+            snapshot: None,
+            timeout_minutes: 60,
+        }
+    }
+
+    fn present(status: &str) -> StackView {
+        StackView::Present(StackState {
+            status: status.into(),
+            reason: None,
+            outputs: vec![],
+        })
+    }
+
+    fn obs(stack: StackView, cs: Option<ChangeSetState>, now: i64) -> Observation {
+        Observation {
+            stack,
+            change_set: cs,
+            now: t(now),
+        }
+    }
+
+    fn cs(status: &str, exec: Option<&str>, reason: Option<&str>) -> ChangeSetState {
+        ChangeSetState {
+            status: status.into(),
+            execution_status: exec.map(str::to_string),
+            reason: reason.map(str::to_string),
+        }
+    }
+
+    fn ev(
+        logical: &str,
+        status: &str,
+        reason: Option<&str>,
+        secs: i64,
+        token: Option<&str>,
+    ) -> StackEvent {
+        StackEvent {
+            stack_name: "App".into(),
+            logical_id: logical.into(),
+            resource_type: if logical == "App" {
+                "AWS::CloudFormation::Stack".into()
+            } else {
+                "AWS::S3::Bucket".into()
+            },
+            status: status.into(),
+            reason: reason.map(str::to_string),
+            timestamp: t(secs),
+            client_request_token: token.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn names_are_valid_and_stable() {
+        let a = change_set_name("exec-1", "App");
+        assert_eq!(a, change_set_name("exec-1", "App"));
+        assert_ne!(a, change_set_name("exec-2", "App"));
+        assert_ne!(a, change_set_name("exec-1", "App2"));
+        assert!(a.starts_with("sw-"));
+        assert_eq!(a.len(), 3 + 24);
+        assert!(a.chars().next().is_some_and(|c| c.is_ascii_alphabetic()));
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+
+        let e = client_token("exec-1", "App", OP_EXECUTE);
+        let d = client_token("exec-1", "App", OP_DELETE);
+        assert_ne!(e, d);
+        assert!(e.starts_with("sw-execute-"));
+        assert!(e.len() <= 128 && d.len() <= 128);
+        assert!(d.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        let weird = client_token("x", "y", "a b/c");
+        assert!(weird.starts_with("sw-abc-"));
+    }
+
+    #[test]
+    fn no_change_reasons() {
+        assert!(is_no_change_reason(
+            "The submitted information didn't contain changes. Submit different information to create a change set."
+        ));
+        assert!(is_no_change_reason("No updates are to be performed."));
+        assert!(!is_no_change_reason(
+            "Template format error: Unresolved resource dependencies [X]"
+        ));
+    }
+
+    #[test]
+    fn start_rules() {
+        assert_eq!(start(None), Start::Create);
+        assert_eq!(start(Some("REVIEW_IN_PROGRESS")), Start::Create);
+        assert_eq!(start(Some("CREATE_COMPLETE")), Start::Update);
+        assert_eq!(start(Some("UPDATE_COMPLETE")), Start::Update);
+        assert_eq!(start(Some("UPDATE_ROLLBACK_COMPLETE")), Start::Update);
+        assert_eq!(start(Some("IMPORT_COMPLETE")), Start::Update);
+        assert_eq!(start(Some("ROLLBACK_COMPLETE")), Start::DeleteLeftover);
+        assert_eq!(start(Some("DELETE_IN_PROGRESS")), Start::AwaitDelete);
+        for s in [
+            "UPDATE_IN_PROGRESS",
+            "CREATE_IN_PROGRESS",
+            "UPDATE_ROLLBACK_FAILED",
+            "ROLLBACK_FAILED",
+            "DELETE_FAILED",
+            "UPDATE_FAILED",
+            "WHAT",
+        ] {
+            match start(Some(s)) {
+                Start::Refuse { cause, fix } => {
+                    assert!(cause.contains(s), "{cause}");
+                    assert!(!fix.is_empty());
+                }
+                other => panic!("{s}: {other:?}"),
+            }
+        }
+        let Start::Refuse { fix, .. } = start(Some("UPDATE_ROLLBACK_FAILED")) else {
+            panic!("refuse")
+        };
+        assert!(fix.contains("ContinueUpdateRollback"));
+    }
+
+    #[test]
+    fn pending_change_set_ready_executes() {
+        let r = record(Phase::ChangeSetPending, Operation::Create);
+        let a = advance(
+            &r,
+            &obs(
+                StackView::NotObserved,
+                Some(cs("CREATE_COMPLETE", Some("AVAILABLE"), None)),
+                5,
+            ),
+        );
+        assert_eq!(a.step, Step::ExecuteChangeSet);
+        assert_eq!(a.record.phase, Phase::Executing);
+        assert_eq!(a.record.action, Action::InProgress);
+    }
+
+    #[test]
+    fn pending_change_set_still_creating_waits() {
+        let r = record(Phase::ChangeSetPending, Operation::Update);
+        for s in ["CREATE_PENDING", "CREATE_IN_PROGRESS"] {
+            let a = advance(
+                &r,
+                &obs(
+                    StackView::NotObserved,
+                    Some(cs(s, Some("UNAVAILABLE"), None)),
+                    5,
+                ),
+            );
+            assert_eq!(a.step, Step::Wait);
+            assert_eq!(a.record, r);
+        }
+        let a = advance(&r, &obs(StackView::NotObserved, None, 5));
+        assert_eq!(a.step, Step::Wait);
+    }
+
+    #[test]
+    fn already_executed_change_set_is_followed() {
+        let r = record(Phase::ChangeSetPending, Operation::Update);
+        let a = advance(
+            &r,
+            &obs(
+                StackView::NotObserved,
+                Some(cs("CREATE_COMPLETE", Some("EXECUTE_IN_PROGRESS"), None)),
+                5,
+            ),
+        );
+        assert_eq!(a.step, Step::Wait);
+        assert_eq!(a.record.phase, Phase::Executing);
+    }
+
+    #[test]
+    fn no_change_change_set_is_unchanged() {
+        let r = record(Phase::ChangeSetPending, Operation::Update);
+        let reason = "The submitted information didn't contain changes. Submit different information to create a change set.";
+        let a = advance(
+            &r,
+            &obs(
+                StackView::NotObserved,
+                Some(cs("FAILED", Some("UNAVAILABLE"), Some(reason))),
+                5,
+            ),
+        );
+        assert_eq!(a.step, Step::DeleteChangeSet);
+        assert_eq!(a.record.phase, Phase::Done);
+        assert_eq!(a.record.action, Action::Unchanged);
+        assert_eq!(
+            a.record.finished_at.as_deref(),
+            Some(timestamp(t(5)).as_str())
+        );
+        assert!(a.record.root_cause.is_none());
+    }
+
+    #[test]
+    fn failed_change_set_fails_with_its_reason() {
+        let r = record(Phase::ChangeSetPending, Operation::Create);
+        let a = advance(
+            &r,
+            &obs(
+                StackView::NotObserved,
+                Some(cs("FAILED", None, Some("Template error: bad ref"))),
+                5,
+            ),
+        );
+        assert_eq!(
+            a.step,
+            Step::Settle {
+                action: Action::Failed,
+                reason: a.record.reason.clone()
+            }
+        );
+        assert!(a.record.reason.contains("Template error: bad ref"));
+        let cause = a.record.root_cause.expect("root cause");
+        assert_eq!(cause.resource_type, CHANGE_SET_RESOURCE_TYPE);
+        assert_eq!(cause.reason, "Template error: bad ref");
+        assert!(a.fetch_events_token.is_none());
+    }
+
+    #[test]
+    fn obsolete_change_set_fails() {
+        let r = record(Phase::ChangeSetPending, Operation::Update);
+        let a = advance(
+            &r,
+            &obs(
+                StackView::NotObserved,
+                Some(cs("CREATE_COMPLETE", Some("OBSOLETE"), None)),
+                5,
+            ),
+        );
+        assert!(matches!(
+            a.step,
+            Step::Settle {
+                action: Action::Failed,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn executing_in_progress_then_complete() {
+        let r = record(Phase::Executing, Operation::Create);
+        let a = advance(&r, &obs(present("CREATE_IN_PROGRESS"), None, 5));
+        assert_eq!(a.step, Step::Wait);
+        assert_eq!(a.record.status.as_deref(), Some("CREATE_IN_PROGRESS"));
+        assert_eq!(a.record.phase, Phase::Executing);
+
+        let done = StackView::Present(StackState {
+            status: "CREATE_COMPLETE".into(),
+            reason: None,
+            outputs: vec![("VpcId".into(), "vpc-1".into())],
+        });
+        let b = advance(&a.record, &obs(done, None, 9));
+        assert_eq!(
+            b.step,
+            Step::Settle {
+                action: Action::Created,
+                reason: String::new()
+            }
+        );
+        assert_eq!(b.record.phase, Phase::Done);
+        assert_eq!(b.record.action, Action::Created);
+        assert_eq!(
+            b.record.outputs,
+            vec![("VpcId".to_string(), "vpc-1".to_string())]
+        );
+        assert_eq!(
+            b.record.finished_at.as_deref(),
+            Some(timestamp(t(9)).as_str())
+        );
+    }
+
+    #[test]
+    fn update_and_recreate_actions() {
+        let r = record(Phase::Executing, Operation::Update);
+        assert_eq!(
+            advance(&r, &obs(present("UPDATE_COMPLETE"), None, 5))
+                .record
+                .action,
+            Action::Updated
+        );
+        let r = record(Phase::Executing, Operation::Recreate);
+        assert_eq!(
+            advance(&r, &obs(present("CREATE_COMPLETE"), None, 5))
+                .record
+                .action,
+            Action::Created
+        );
+        // Cleanup still running: not settled yet.
+        let r = record(Phase::Executing, Operation::Update);
+        assert_eq!(
+            advance(
+                &r,
+                &obs(present("UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"), None, 5)
+            )
+            .step,
+            Step::Wait
+        );
+        // Create change set executed but not visible yet.
+        let r = record(Phase::Executing, Operation::Create);
+        assert_eq!(
+            advance(&r, &obs(present("REVIEW_IN_PROGRESS"), None, 5)).step,
+            Step::Wait
+        );
+    }
+
+    #[test]
+    fn executing_failed_statuses_fail_and_ask_for_events() {
+        for s in [
+            "ROLLBACK_COMPLETE",
+            "UPDATE_ROLLBACK_COMPLETE",
+            "ROLLBACK_FAILED",
+            "UPDATE_ROLLBACK_FAILED",
+            "CREATE_FAILED",
+        ] {
+            let r = record(Phase::Executing, Operation::Create);
+            let view = StackView::Present(StackState {
+                status: s.into(),
+                reason: Some("The following resource(s) failed to create: [Bucket].".into()),
+                outputs: vec![],
+            });
+            let a = advance(&r, &obs(view, None, 5));
+            assert_eq!(a.record.action, Action::Failed, "{s}");
+            assert!(a.record.reason.starts_with(s));
+            assert!(a.record.reason.contains("[Bucket]"));
+            assert_eq!(
+                a.fetch_events_token.as_deref(),
+                Some(r.client_token.as_str())
+            );
+        }
+        let r = record(Phase::Executing, Operation::Update);
+        let a = advance(&r, &obs(StackView::Absent, None, 5));
+        assert_eq!(a.record.action, Action::Failed);
+    }
+
+    #[test]
+    fn leftover_delete_then_create() {
+        let r = record(Phase::DeletingLeftover, Operation::Recreate);
+        let a = advance(&r, &obs(present("DELETE_IN_PROGRESS"), None, 5));
+        assert_eq!(a.step, Step::Wait);
+        let a = advance(&r, &obs(present("ROLLBACK_COMPLETE"), None, 5));
+        assert_eq!(a.step, Step::Wait);
+        let a = advance(&r, &obs(StackView::Absent, None, 6));
+        assert_eq!(a.step, Step::CreateChangeSet);
+        assert_eq!(a.record.phase, Phase::ChangeSetPending);
+        let a = advance(&r, &obs(present("DELETE_COMPLETE"), None, 6));
+        assert_eq!(a.step, Step::CreateChangeSet);
+        let a = advance(&r, &obs(present("DELETE_FAILED"), None, 6));
+        assert_eq!(a.record.action, Action::Failed);
+        assert_eq!(a.fetch_events_token, Some(client_token_of(&r, OP_DELETE)));
+        assert_ne!(client_token_of(&r, OP_DELETE), r.client_token);
+    }
+
+    #[test]
+    fn timeout_only_when_still_waiting() {
+        let r = record(Phase::Executing, Operation::Update);
+        let late = 60 * 60 + 1;
+        let a = advance(&r, &obs(present("UPDATE_IN_PROGRESS"), None, late));
+        assert_eq!(a.step, Step::Timeout);
+        assert_eq!(a.record.action, Action::Failed);
+        assert!(a.record.reason.contains("60 minutes"));
+        assert!(a.record.reason.contains("UPDATE_IN_PROGRESS"));
+        // A stack that completed at the deadline counts as completed.
+        let b = advance(&r, &obs(present("UPDATE_COMPLETE"), None, late));
+        assert_eq!(b.record.action, Action::Updated);
+        // Before the deadline: wait.
+        let c = advance(&r, &obs(present("UPDATE_IN_PROGRESS"), None, 60 * 60 - 1));
+        assert_eq!(c.step, Step::Wait);
+    }
+
+    #[test]
+    fn done_records_do_not_move() {
+        let mut r = record(Phase::Done, Operation::Create);
+        r.action = Action::Created;
+        let a = advance(&r, &obs(present("CREATE_COMPLETE"), None, 10_000));
+        assert_eq!(a.step, Step::Wait);
+        assert_eq!(a.record.action, Action::Created);
+    }
+
+    #[test]
+    fn root_cause_is_first_failure_of_this_operation() {
+        let ours = Some("tok");
+        // Newest first, as AWS lists them.
+        let events = vec![
+            ev("App", "ROLLBACK_COMPLETE", None, 20, ours),
+            ev("Queue", "DELETE_COMPLETE", None, 18, ours),
+            ev(
+                "App",
+                "ROLLBACK_IN_PROGRESS",
+                Some("The following resource(s) failed to create: [Bucket, Queue]."),
+                15,
+                ours,
+            ),
+            ev(
+                "Queue",
+                "CREATE_FAILED",
+                Some("Resource creation cancelled"),
+                14,
+                ours,
+            ),
+            ev(
+                "Bucket",
+                "CREATE_FAILED",
+                Some("bucket name taken"),
+                13,
+                ours,
+            ),
+            ev(
+                "Topic",
+                "CREATE_FAILED",
+                Some("older op failure"),
+                5,
+                Some("other"),
+            ),
+            ev("Old", "UPDATE_FAILED", Some("before we started"), -5, None),
+            ev("App", "CREATE_IN_PROGRESS", Some("User Initiated"), 1, ours),
+        ];
+        let cause = root_cause(&events, ours, t(0)).expect("cause");
+        assert_eq!(cause.logical_id, "Bucket");
+        assert_eq!(cause.resource_type, "AWS::S3::Bucket");
+        assert_eq!(cause.status, "CREATE_FAILED");
+        assert_eq!(cause.reason, "bucket name taken");
+        assert_eq!(settled_at(&events, ours, t(0)), Some(t(20)));
+    }
+
+    #[test]
+    fn root_cause_skips_cancellations_and_other_operations() {
+        let events = vec![
+            ev(
+                "A",
+                "UPDATE_FAILED",
+                Some("Resource update cancelled"),
+                3,
+                Some("tok"),
+            ),
+            ev(
+                "B",
+                "CREATE_FAILED",
+                Some("Resource creation cancelled"),
+                2,
+                Some("tok"),
+            ),
+            ev("C", "CREATE_FAILED", Some("other run"), 1, Some("else")),
+        ];
+        assert_eq!(root_cause(&events, Some("tok"), t(0)), None);
+    }
+
+    #[test]
+    fn root_cause_without_tokens_uses_the_start_time() {
+        let events = vec![
+            ev("New", "UPDATE_FAILED", Some("new failure"), 10, None),
+            ev("Old", "UPDATE_FAILED", Some("old failure"), -10, None),
+        ];
+        let cause = root_cause(&events, Some("tok"), t(0)).expect("cause");
+        assert_eq!(cause.logical_id, "New");
+        // Same-second ties: AWS's newest-first order decides (the later listed is older).
+        let tie = vec![
+            ev("Second", "CREATE_FAILED", Some("b"), 10, None),
+            ev("First", "CREATE_FAILED", Some("a"), 10, None),
+        ];
+        assert_eq!(
+            root_cause(&tie, None, t(0)).map(|c| c.logical_id),
+            Some("First".to_string())
+        );
+    }
+
+    #[test]
+    fn apply_events_sets_cause_and_finish_time() {
+        let mut r = record(Phase::Done, Operation::Create);
+        r.finished_at = Some(timestamp(t(100)));
+        let tok = r.client_token.clone();
+        let events = vec![
+            ev("App", "ROLLBACK_COMPLETE", None, 30, Some(&tok)),
+            ev("Bucket", "CREATE_FAILED", Some("denied"), 12, Some(&tok)),
+        ];
+        apply_events(&mut r, &events, &tok);
+        assert_eq!(
+            r.root_cause.as_ref().map(|c| c.logical_id.as_str()),
+            Some("Bucket")
+        );
+        assert_eq!(r.finished_at.as_deref(), Some(timestamp(t(30)).as_str()));
+    }
+}

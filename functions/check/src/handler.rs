@@ -1,19 +1,429 @@
-//! The check function. (skeleton: the signatures are the contract; the body is being written)
+//! The check function: one poll of every stack of a wave (docs/design.md, "Stack lifecycle").
+//!
+//! It reads the wave's records, observes every unsettled stack in one pass, advances each
+//! record with `stackwave_core::reconcile`, performs the step (ExecuteChangeSet, CreateChangeSet
+//! after a leftover delete, DeleteChangeSet for a change set without changes), finds the root
+//! cause of stacks that just failed, writes the records that changed, and tells the state
+//! machine how long to wait before the next check.
 
-use stackwave_aws::Ctx;
-use stackwave_core::io::{CheckInput, CheckOutput};
+use std::collections::{HashMap, HashSet};
+
+use aws_sdk_cloudformation::types::{ChangeSetType, Stack};
+use chrono::{DateTime, Utc};
+use futures::{stream, StreamExt, TryStreamExt};
+use stackwave_aws::{aws_error, Ctx, RunStore};
+use stackwave_core::io::{CheckInput, CheckOutput, RunContext};
+use stackwave_core::plan::Plan;
+use stackwave_core::poll;
+use stackwave_core::reconcile::{
+    self, ChangeSetState, Observation, StackEvent, StackState, StackView, Step,
+};
+use stackwave_core::record::{Action, Phase, StackRecord};
 use stackwave_core::Error;
+use stackwave_deploy_stack::{create_change_set, describe_stack, stack_outputs, ChangeSetStarted};
 
 /// The input shape, shown in `InvalidInput` errors.
 pub const ACCEPTED: &str = "{\"run\": {...}, \"stacks\": [\"StackName\"], \"attempt\": 0}";
 
+/// Up to this many unsettled stacks, check asks DescribeStacks per stack; above it, one
+/// paginated DescribeStacks over the account, filtered to the wave.
+pub const PER_STACK_LIMIT: usize = 10;
+
+/// Concurrent CloudFormation calls of one check.
+const CONCURRENCY: usize = 8;
+
+/// At most this many failed stack names in the output (the state's size stays small).
+const MAX_FAILED_NAMES: usize = 20;
+
 pub async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> {
-    let _ = (ctx, input);
-    Err(Error::Internal("not written yet".into()))
+    let run = &input.run;
+    let store = RunStore::for_run(&ctx.clients.s3, run);
+    let records = store.records(run, &input.stacks).await?;
+    let known: HashSet<&str> = records.iter().map(|r| r.stack.as_str()).collect();
+    if let Some(missing) = input.stacks.iter().find(|s| !known.contains(s.as_str())) {
+        return Err(Error::Internal(format!(
+            "stack {missing} has no record at s3://{}/{}: deploy-stack did not start it. \
+             Fix: this is a bug in the state machine; run the deployment again",
+            run.bucket,
+            run.record_key(missing)
+        )));
+    }
+
+    let open: Vec<&StackRecord> = records.iter().filter(|r| r.phase != Phase::Done).collect();
+    let now = Utc::now();
+    let stacks = observe_stacks(ctx, &open).await?;
+    let change_sets = observe_change_sets(ctx, &open).await?;
+    let plan = if open.iter().any(|r| r.phase == Phase::DeletingLeftover) {
+        Some(store.plan(run).await?)
+    } else {
+        None
+    };
+
+    let results: Vec<(String, Result<StackRecord, Error>)> = stream::iter(open.iter().copied())
+        .map(|record| {
+            let obs = Observation {
+                stack: stacks
+                    .get(&record.stack)
+                    .cloned()
+                    .unwrap_or(StackView::NotObserved),
+                change_set: change_sets.get(&record.stack).cloned().flatten(),
+                now,
+            };
+            let plan = plan.as_ref();
+            async move {
+                (
+                    record.stack.clone(),
+                    step(ctx, run, plan, record, obs).await,
+                )
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+
+    let mut advanced: HashMap<String, StackRecord> = HashMap::new();
+    let mut first_error = None;
+    for (stack, result) in results {
+        match result {
+            Ok(rec) => {
+                advanced.insert(stack, rec);
+            }
+            Err(e) => {
+                tracing::warn!(stack = %stack, error_type = e.name(), error = %e, "stack not advanced");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+
+    // Write back what changed, even when another stack's step must be retried.
+    let changed: Vec<&StackRecord> = open
+        .iter()
+        .filter_map(|old| advanced.get(&old.stack).filter(|new| *new != *old))
+        .collect();
+    stream::iter(changed.iter().copied())
+        .map(|rec| store.put_record(run, rec))
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+
+    let current: Vec<&StackRecord> = records
+        .iter()
+        .map(|r| advanced.get(&r.stack).unwrap_or(r))
+        .collect();
+    let output = summarize(run, &current, input.attempt);
+    tracing::info!(
+        attempt = output.attempt,
+        settled = output.settled,
+        in_progress = output.in_progress,
+        succeeded = output.succeeded,
+        failed = output.failed,
+        changed = changed.len(),
+        next_wait_seconds = output.next_wait_seconds,
+        "wave checked"
+    );
+    Ok(output)
 }
 
 /// The JSON entry point used by main.rs and by the local gateway.
 pub async fn handle_json(ctx: &Ctx, input: serde_json::Value) -> Result<serde_json::Value, Error> {
     let input: CheckInput = stackwave_aws::parse_input(input, ACCEPTED)?;
     stackwave_aws::to_output(&handle(ctx, input).await?)
+}
+
+/// The check's answer. `attempt` is the number of checks before this one; the next wait is
+/// computed for the check that follows (attempt + 1), the first wait having been `poll.min`.
+fn summarize(run: &RunContext, records: &[&StackRecord], attempt: u32) -> CheckOutput {
+    let in_progress = records.iter().filter(|r| r.phase != Phase::Done).count();
+    let failed: Vec<&str> = records
+        .iter()
+        .filter(|r| r.phase == Phase::Done && r.action == Action::Failed)
+        .map(|r| r.stack.as_str())
+        .collect();
+    let succeeded = records.len() - in_progress - failed.len();
+    let attempt = attempt.saturating_add(1);
+    CheckOutput {
+        settled: in_progress == 0,
+        any_failed: !failed.is_empty(),
+        attempt,
+        next_wait_seconds: poll::next_wait(run.poll, attempt, fastrand::f64()),
+        in_progress: count(in_progress),
+        succeeded: count(succeeded),
+        failed: count(failed.len()),
+        failed_stacks: failed
+            .iter()
+            .take(MAX_FAILED_NAMES)
+            .map(|s| s.to_string())
+            .collect(),
+    }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn view_of(s: &Stack) -> StackView {
+    StackView::Present(StackState {
+        status: s
+            .stack_status()
+            .map(|st| st.as_str().to_string())
+            .unwrap_or_default(),
+        reason: s.stack_status_reason().map(str::to_string),
+        outputs: stack_outputs(s),
+    })
+}
+
+/// DescribeStacks for the unsettled stacks that need it: per stack (concurrently) for a small
+/// wave, one paginated listing filtered to the wave for a large one. A record waiting for its
+/// change set needs only the change set.
+async fn observe_stacks(
+    ctx: &Ctx,
+    open: &[&StackRecord],
+) -> Result<HashMap<String, StackView>, Error> {
+    let wanted: Vec<&str> = open
+        .iter()
+        .filter(|r| r.phase != Phase::ChangeSetPending)
+        .map(|r| r.stack.as_str())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    if open.len() <= PER_STACK_LIMIT {
+        return stream::iter(wanted)
+            .map(|name| async move {
+                let view = match describe_stack(&ctx.clients.cfn, name).await? {
+                    Some(s) => view_of(&s),
+                    None => StackView::Absent,
+                };
+                Ok::<_, Error>((name.to_string(), view))
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await;
+    }
+    // Deleted stacks are not listed by DescribeStacks without a name: not listed = absent.
+    let mut views: HashMap<String, StackView> = wanted
+        .iter()
+        .map(|n| (n.to_string(), StackView::Absent))
+        .collect();
+    let mut pages = ctx.clients.cfn.describe_stacks().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("cloudformation:DescribeStacks", e))?;
+        for s in page.stacks() {
+            if let Some(view) = s.stack_name().and_then(|n| views.get_mut(n)) {
+                *view = view_of(s);
+            }
+        }
+    }
+    Ok(views)
+}
+
+/// DescribeChangeSet for the records waiting for their change set (`None`: not found).
+async fn observe_change_sets(
+    ctx: &Ctx,
+    open: &[&StackRecord],
+) -> Result<HashMap<String, Option<ChangeSetState>>, Error> {
+    stream::iter(open.iter().filter(|r| r.phase == Phase::ChangeSetPending))
+        .map(|r| async move {
+            let out = ctx
+                .clients
+                .cfn
+                .describe_change_set()
+                .stack_name(&r.stack)
+                .change_set_name(&r.change_set_name)
+                .send()
+                .await;
+            let state = match out {
+                Ok(cs) => Some(ChangeSetState {
+                    status: cs
+                        .status()
+                        .map(|s| s.as_str().to_string())
+                        .unwrap_or_default(),
+                    execution_status: cs.execution_status().map(|s| s.as_str().to_string()),
+                    reason: cs.status_reason().map(str::to_string),
+                }),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_change_set_not_found_exception()) =>
+                {
+                    None
+                }
+                Err(e) => return Err(aws_error("cloudformation:DescribeChangeSet", e)),
+            };
+            Ok((r.stack.clone(), state))
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// Advance one record and perform its step. `Err` only for transient errors: the record is
+/// then left as it was and the whole check is retried (every step is idempotent).
+async fn step(
+    ctx: &Ctx,
+    run: &RunContext,
+    plan: Option<&Plan>,
+    record: &StackRecord,
+    obs: Observation,
+) -> Result<StackRecord, Error> {
+    let stack = record.stack.as_str();
+    let advance = reconcile::advance(record, &obs);
+    let mut next = advance.record;
+    if advance.step != Step::Wait || next.phase != record.phase {
+        tracing::info!(stack = %stack, step = ?advance.step, phase = ?next.phase, action = ?next.action, status = ?next.status, "advanced");
+    }
+    match &advance.step {
+        Step::Wait => {}
+        Step::ExecuteChangeSet => {
+            let result = ctx
+                .clients
+                .cfn
+                .execute_change_set()
+                .stack_name(stack)
+                .change_set_name(&record.change_set_name)
+                .client_request_token(&record.client_token)
+                .send()
+                .await;
+            match result {
+                Ok(_) => {}
+                // The token was used already: an earlier try executed this change set.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|se| se.is_token_already_exists_exception()) => {}
+                Err(e) => fail_step(
+                    &mut next,
+                    aws_error("cloudformation:ExecuteChangeSet", e),
+                    obs.now,
+                )?,
+            }
+        }
+        Step::CreateChangeSet => {
+            let planned = plan.and_then(|p| p.stack(stack)).ok_or_else(|| {
+                Error::Internal(format!(
+                    "stack {stack} is not in the plan at s3://{}/{}",
+                    run.bucket,
+                    run.plan_key()
+                ))
+            });
+            let started = match planned {
+                Ok(planned) => {
+                    create_change_set(
+                        ctx,
+                        run,
+                        planned,
+                        &record.parameters,
+                        &record.change_set_name,
+                        ChangeSetType::Create,
+                    )
+                    .await
+                }
+                Err(e) => Err(e),
+            };
+            match started {
+                Ok(ChangeSetStarted::Started) => {}
+                Ok(ChangeSetStarted::NoChanges) => {
+                    next.phase = Phase::Done;
+                    next.action = Action::Unchanged;
+                    next.reason = "no changes".into();
+                    next.finished_at = Some(reconcile::timestamp(obs.now));
+                }
+                Err(e) => fail_step(&mut next, e, obs.now)?,
+            }
+        }
+        Step::DeleteChangeSet => {
+            let result = ctx
+                .clients
+                .cfn
+                .delete_change_set()
+                .stack_name(stack)
+                .change_set_name(&record.change_set_name)
+                .send()
+                .await;
+            if let Err(e) = result {
+                // The stack is settled either way; a leftover FAILED change set is harmless.
+                let e = aws_error("cloudformation:DeleteChangeSet", e);
+                tracing::warn!(stack = %stack, error = %e, "could not delete the change set without changes");
+            }
+        }
+        Step::Settle { action, reason } => {
+            if let Some(token) = &advance.fetch_events_token {
+                let since = reconcile::parse_timestamp(&record.started_at)
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC);
+                match stack_events(&ctx.clients.cfn, stack, since).await {
+                    Ok(events) => reconcile::apply_events(&mut next, &events, token),
+                    Err(e) if e.is_transient() => return Err(e),
+                    Err(e) => {
+                        tracing::warn!(stack = %stack, error = %e, "no stack events: root cause unknown")
+                    }
+                }
+            }
+            tracing::info!(stack = %stack, action = ?action, reason = %reason, root_cause = ?next.root_cause, "stack settled");
+        }
+        Step::Timeout => {
+            // Issue 3: CancelUpdateStack, then report StackTimeout.
+            tracing::warn!(stack = %stack, minutes = record.timeout_minutes, status = ?next.status, "stack timed out");
+        }
+    }
+    Ok(next)
+}
+
+/// A step failed: transient errors propagate (the check is retried), others settle the stack
+/// as failed with the error as reason.
+fn fail_step(next: &mut StackRecord, e: Error, now: DateTime<Utc>) -> Result<(), Error> {
+    if e.is_transient() {
+        return Err(e);
+    }
+    tracing::error!(stack = %next.stack, error_type = e.name(), error = %e, "step failed");
+    next.phase = Phase::Done;
+    next.action = Action::Failed;
+    next.reason = e.to_string();
+    next.finished_at = Some(reconcile::timestamp(now));
+    Ok(())
+}
+
+fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp(t.secs(), t.subsec_nanos())
+}
+
+/// The stack's events back to `since` (AWS lists them newest first; paging stops at the first
+/// page that reaches past `since`).
+async fn stack_events(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+    since: DateTime<Utc>,
+) -> Result<Vec<StackEvent>, Error> {
+    let mut pages = cfn
+        .describe_stack_events()
+        .stack_name(stack)
+        .into_paginator()
+        .send();
+    let mut events = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("cloudformation:DescribeStackEvents", e))?;
+        let mut reached_since = page.stack_events().is_empty();
+        for e in page.stack_events() {
+            let Some(timestamp) = e.timestamp().and_then(to_chrono) else {
+                continue;
+            };
+            reached_since |= timestamp < since;
+            events.push(StackEvent {
+                stack_name: e.stack_name().unwrap_or(stack).to_string(),
+                logical_id: e.logical_resource_id().unwrap_or_default().to_string(),
+                resource_type: e.resource_type().unwrap_or_default().to_string(),
+                status: e
+                    .resource_status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+                reason: e.resource_status_reason().map(str::to_string),
+                timestamp,
+                client_request_token: e.client_request_token().map(str::to_string),
+            });
+        }
+        if reached_since {
+            break;
+        }
+    }
+    Ok(events)
 }

@@ -9,7 +9,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let ctx = stackwave_aws::Ctx::from_env().await;
     let ctx = &ctx;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        stackwave_check::handle_json(ctx, event.payload).await.map_err(Diagnostic::from)
+        stackwave_check::handle_json(ctx, event.payload)
+            .await
+            .map_err(Diagnostic::from)
     }))
     .await
 }

@@ -1,19 +1,511 @@
-//! The deploy-stack function. (skeleton: the signatures are the contract; the body is being written)
+//! The deploy-stack function: starts one stack's operation (docs/design.md, "Stack lifecycle")
+//! and writes the stack's record. It never waits for CloudFormation: check follows the work.
+//!
+//! The CloudFormation calls shared with check (describe a stack, create a change set) are
+//! public here; check depends on this crate for them.
 
-use stackwave_aws::Ctx;
-use stackwave_core::io::{DeployStackInput, DeployStackOutput};
+use std::collections::BTreeMap;
+
+use aws_sdk_cloudformation::types::{
+    Capability, ChangeSetType, Parameter, Stack, Tag, TemplateStage,
+};
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use chrono::Utc;
+use stackwave_aws::{aws_error, Ctx, RunStore};
+use stackwave_core::io::{DeployStackInput, DeployStackOutput, RunContext};
+use stackwave_core::manifest::ParamValue;
+use stackwave_core::plan::PlannedStack;
+use stackwave_core::reconcile::{self, Start};
+use stackwave_core::record::{Action, Operation, Phase, Snapshot, StackRecord};
 use stackwave_core::Error;
 
 /// The input shape, shown in `InvalidInput` errors.
 pub const ACCEPTED: &str = "{\"run\": {...}, \"stack\": \"StackName\"}";
 
 pub async fn handle(ctx: &Ctx, input: DeployStackInput) -> Result<DeployStackOutput, Error> {
-    let _ = (ctx, input);
-    Err(Error::Internal("not written yet".into()))
+    let run = &input.run;
+    let stack = input.stack.as_str();
+    let store = RunStore::for_run(&ctx.clients.s3, run);
+
+    // 1. A retried invoke finds its record: it starts nothing.
+    if let Some(record) = store.record(run, stack).await? {
+        tracing::info!(stack = %stack, phase = ?record.phase, action = ?record.action, "record exists: retried invoke, nothing started");
+        return Ok(output_of(&record));
+    }
+
+    let plan = store.plan(run).await?;
+    let planned = plan.stack(stack).ok_or_else(|| {
+        Error::Internal(format!(
+            "stack {stack} is not in the plan at s3://{}/{}. Fix: deploy-stack runs only for stacks of the plan; \
+             this is a bug in the state machine input",
+            run.bucket,
+            run.plan_key()
+        ))
+    })?;
+
+    let mut record = new_record(run, planned);
+    match start(ctx, run, &store, planned, &mut record).await {
+        Ok(()) => {
+            store.put_record(run, &record).await?;
+            tracing::info!(stack = %stack, operation = ?record.operation, phase = ?record.phase, action = ?record.action, "stack started");
+            Ok(output_of(&record))
+        }
+        Err(e) if e.is_transient() => Err(e),
+        Err(e) => {
+            // Keep the failure in the run's records so the summary names it; the error itself
+            // ends the Map branch.
+            record.phase = Phase::Done;
+            record.action = Action::Failed;
+            record.reason = e.to_string();
+            record.finished_at = Some(reconcile::timestamp(Utc::now()));
+            if let Err(w) = store.put_record(run, &record).await {
+                tracing::warn!(stack = %stack, error = %w, "could not write the failed record");
+            }
+            tracing::error!(stack = %stack, error_type = e.name(), error = %e, "stack not started");
+            Err(e)
+        }
+    }
 }
 
 /// The JSON entry point used by main.rs and by the local gateway.
 pub async fn handle_json(ctx: &Ctx, input: serde_json::Value) -> Result<serde_json::Value, Error> {
     let input: DeployStackInput = stackwave_aws::parse_input(input, ACCEPTED)?;
     stackwave_aws::to_output(&handle(ctx, input).await?)
+}
+
+fn output_of(record: &StackRecord) -> DeployStackOutput {
+    let operation = match record.operation {
+        Operation::Create => "create",
+        Operation::Update => "update",
+        Operation::Recreate => "recreate",
+    };
+    DeployStackOutput {
+        stack: record.stack.clone(),
+        operation: operation.to_string(),
+    }
+}
+
+fn new_record(run: &RunContext, planned: &PlannedStack) -> StackRecord {
+    StackRecord {
+        stack: planned.name.clone(),
+        stage: planned.stage.clone(),
+        operation: Operation::Create,
+        phase: Phase::ChangeSetPending,
+        action: Action::InProgress,
+        change_set_name: reconcile::change_set_name(&run.execution_name, &planned.name),
+        client_token: reconcile::client_token(
+            &run.execution_name,
+            &planned.name,
+            reconcile::OP_EXECUTE,
+        ),
+        parameters: vec![],
+        started_at: reconcile::timestamp(Utc::now()),
+        finished_at: None,
+        status: None,
+        reason: String::new(),
+        root_cause: None,
+        outputs: vec![],
+        snapshot: None,
+        timeout_minutes: planned.timeout_minutes,
+    }
+}
+
+/// Steps 2 and 3 of the lifecycle: resolve parameters, look at the stack, start the operation.
+async fn start(
+    ctx: &Ctx,
+    run: &RunContext,
+    store: &RunStore,
+    planned: &PlannedStack,
+    record: &mut StackRecord,
+) -> Result<(), Error> {
+    let stack = planned.name.as_str();
+    record.parameters = resolve_parameters(ctx, planned).await?;
+    let current = describe_stack(&ctx.clients.cfn, stack).await?;
+    let status = current
+        .as_ref()
+        .and_then(|s| s.stack_status())
+        .map(|s| s.as_str().to_string());
+    record.status = status.clone();
+    let decision = reconcile::start(status.as_deref());
+    tracing::info!(stack = %stack, status = ?status, decision = ?decision, "stack observed");
+
+    let change_set_type = match decision {
+        Start::Create => {
+            record.operation = Operation::Create;
+            ChangeSetType::Create
+        }
+        Start::Update => {
+            record.operation = Operation::Update;
+            if let Some(current) = &current {
+                record.snapshot = Some(snapshot(ctx, run, store, current).await?);
+            }
+            ChangeSetType::Update
+        }
+        Start::DeleteLeftover => {
+            record.operation = Operation::Recreate;
+            record.phase = Phase::DeletingLeftover;
+            let token = reconcile::client_token_of(record, reconcile::OP_DELETE);
+            ctx.clients
+                .cfn
+                .delete_stack()
+                .stack_name(stack)
+                .client_request_token(&token)
+                .set_role_arn(ctx.config.cfn_role_arn.clone())
+                .send()
+                .await
+                .map_err(|e| aws_error("cloudformation:DeleteStack", e))?;
+            tracing::info!(stack = %stack, token = %token, "deleting the ROLLBACK_COMPLETE leftover of an earlier failed create");
+            return Ok(());
+        }
+        Start::AwaitDelete => {
+            record.operation = Operation::Recreate;
+            record.phase = Phase::DeletingLeftover;
+            tracing::info!(stack = %stack, "a delete is running: the stack is created once it is gone");
+            return Ok(());
+        }
+        Start::Refuse { cause, fix } => {
+            return Err(Error::StackFailed {
+                stack: stack.to_string(),
+                cause: format!("{cause}. Fix: {fix}"),
+            });
+        }
+    };
+
+    match create_change_set(
+        ctx,
+        run,
+        planned,
+        &record.parameters,
+        &record.change_set_name,
+        change_set_type,
+    )
+    .await?
+    {
+        ChangeSetStarted::Started => record.phase = Phase::ChangeSetPending,
+        ChangeSetStarted::NoChanges => {
+            record.phase = Phase::Done;
+            record.action = Action::Unchanged;
+            record.reason = "no changes".into();
+            record.finished_at = Some(reconcile::timestamp(Utc::now()));
+        }
+    }
+    Ok(())
+}
+
+/// Step 2: replace `{output}` and `{ssm}` by their values.
+async fn resolve_parameters(
+    ctx: &Ctx,
+    planned: &PlannedStack,
+) -> Result<Vec<(String, String)>, Error> {
+    let stack = planned.name.as_str();
+    let mut outputs_of: BTreeMap<String, Option<Vec<(String, String)>>> = BTreeMap::new();
+    let mut resolved = Vec::with_capacity(planned.parameters.len());
+    for (name, value) in &planned.parameters {
+        let not_found = |cause: String, fix: String| Error::ParameterNotFound {
+            stack: stack.to_string(),
+            parameter: name.clone(),
+            cause,
+            fix,
+        };
+        let v = match value {
+            ParamValue::Literal(v) => v.clone(),
+            ParamValue::Output { output } => {
+                let Some((source, key)) = output.split_once('.') else {
+                    return Err(not_found(
+                        format!("output reference {output:?} is not of the form Stack.OutputKey"),
+                        "write the reference as {output: \"StackName.OutputKey\"} in the manifest"
+                            .into(),
+                    ));
+                };
+                if !outputs_of.contains_key(source) {
+                    let found = describe_stack(&ctx.clients.cfn, source)
+                        .await?
+                        .map(|s| stack_outputs(&s));
+                    outputs_of.insert(source.to_string(), found);
+                }
+                match outputs_of.get(source) {
+                    Some(Some(outs)) => match outs.iter().find(|(k, _)| k == key) {
+                        Some((_, v)) => v.clone(),
+                        None => {
+                            let have: Vec<&str> = outs.iter().map(|(k, _)| k.as_str()).collect();
+                            return Err(not_found(
+                                format!("stack {source} has no output {key} (its outputs: {})", have.join(", ")),
+                                format!("add the output {key} to {source}'s template, or correct the reference"),
+                            ));
+                        }
+                    },
+                    _ => {
+                        return Err(not_found(
+                            format!("stack {source}, whose output {key} it reads, does not exist"),
+                            format!("deploy {source} first (in an earlier stage or wave), or correct the reference"),
+                        ))
+                    }
+                }
+            }
+            ParamValue::Ssm { ssm } => {
+                match ctx.clients.ssm.get_parameter().name(ssm).with_decryption(true).send().await {
+                    Ok(out) => out.parameter().and_then(|p| p.value()).unwrap_or_default().to_string(),
+                    Err(e) if e.as_service_error().is_some_and(|se| se.is_parameter_not_found()) => {
+                        return Err(not_found(
+                            format!("SSM parameter {ssm} does not exist"),
+                            format!("create the SSM parameter {ssm} in this account and region, or correct the name"),
+                        ))
+                    }
+                    Err(e) => return Err(aws_error("ssm:GetParameter", e)),
+                }
+            }
+        };
+        resolved.push((name.clone(), v));
+    }
+    Ok(resolved)
+}
+
+/// Does this DescribeStacks error mean "no such stack"?
+///
+/// AWS answers DescribeStacks for a missing stack with the generic `ValidationError` code; only
+/// its message ("Stack with id X does not exist") tells it from other validation errors, so
+/// the message is checked here, and only here.
+pub fn is_stack_absent<E: ProvideErrorMetadata>(e: &E) -> bool {
+    e.code() == Some("ValidationError") && e.message().is_some_and(|m| m.contains("does not exist"))
+}
+
+/// DescribeStacks for one stack: `None` when it does not exist.
+pub async fn describe_stack(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+) -> Result<Option<Stack>, Error> {
+    match cfn.describe_stacks().stack_name(stack).send().await {
+        Ok(out) => Ok(out.stacks.unwrap_or_default().into_iter().next()),
+        Err(e) if e.as_service_error().is_some_and(is_stack_absent) => Ok(None),
+        Err(e) => Err(aws_error("cloudformation:DescribeStacks", e)),
+    }
+}
+
+/// A stack's outputs as key/value pairs.
+pub fn stack_outputs(s: &Stack) -> Vec<(String, String)> {
+    s.outputs()
+        .iter()
+        .filter_map(|o| {
+            Some((
+                o.output_key()?.to_string(),
+                o.output_value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
+}
+
+/// Snapshot the stack as it is before this run changes it: its template (stored in S3 beside
+/// the run) and its parameters and tags.
+async fn snapshot(
+    ctx: &Ctx,
+    run: &RunContext,
+    store: &RunStore,
+    current: &Stack,
+) -> Result<Snapshot, Error> {
+    let stack = current.stack_name().unwrap_or_default();
+    let template = ctx
+        .clients
+        .cfn
+        .get_template()
+        .stack_name(stack)
+        .template_stage(TemplateStage::Original)
+        .send()
+        .await
+        .map_err(|e| aws_error("cloudformation:GetTemplate", e))?;
+    let template_key = snapshot_key(run, stack);
+    let body = template
+        .template_body()
+        .unwrap_or_default()
+        .as_bytes()
+        .to_vec();
+    store.put_bytes(&template_key, body, "text/plain").await?;
+    let parameters = current
+        .parameters()
+        .iter()
+        .filter_map(|p| {
+            Some((
+                p.parameter_key()?.to_string(),
+                p.parameter_value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect();
+    let tags = current
+        .tags()
+        .iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect();
+    tracing::info!(stack = %stack, key = %template_key, "snapshot taken");
+    Ok(Snapshot {
+        template_key,
+        parameters,
+        tags,
+    })
+}
+
+/// Where a stack's pre-run template is kept.
+pub fn snapshot_key(run: &RunContext, stack: &str) -> String {
+    format!("{}snapshots/{stack}.template", run.run_prefix)
+}
+
+/// The template's URL for CloudFormation. `template` is the plan's S3 key in the run's bucket
+/// (or an `s3://bucket/key` URI). With an endpoint override (the emulator) the URL is path
+/// style, `<endpoint>/<bucket>/<key>`; on AWS it is `https://<bucket>.s3.<region>.amazonaws.com/<key>`.
+pub fn template_url(
+    endpoint: Option<&str>,
+    region: Option<&str>,
+    bucket: &str,
+    template: &str,
+) -> String {
+    let (bucket, key) = match template
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        Some((b, k)) => (b, k),
+        None => (bucket, template.trim_start_matches('/')),
+    };
+    let key = encode_key(key);
+    match (endpoint, region) {
+        (Some(ep), _) => format!("{}/{bucket}/{key}", ep.trim_end_matches('/')),
+        (None, Some(r)) => format!("https://{bucket}.s3.{r}.amazonaws.com/{key}"),
+        (None, None) => format!("https://{bucket}.s3.amazonaws.com/{key}"),
+    }
+}
+
+/// Percent-encode an S3 key for a URL, keeping `/` between segments.
+fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// What CreateChangeSet did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeSetStarted {
+    /// The change set is being created (or was, by an earlier try with the same token).
+    Started,
+    /// The emulator's form of "no changes": a ValidationError instead of a FAILED change set.
+    NoChanges,
+}
+
+/// CreateChangeSet for the planned stack with resolved parameters. The change set's name is its
+/// ClientToken, so a retry makes no second change set.
+pub async fn create_change_set(
+    ctx: &Ctx,
+    run: &RunContext,
+    planned: &PlannedStack,
+    parameters: &[(String, String)],
+    change_set_name: &str,
+    change_set_type: ChangeSetType,
+) -> Result<ChangeSetStarted, Error> {
+    let stack = planned.name.as_str();
+    let region = ctx
+        .clients
+        .cfn
+        .config()
+        .region()
+        .map(|r| r.as_ref().to_string());
+    let url = template_url(
+        ctx.config.endpoint_url.as_deref(),
+        region.as_deref(),
+        &run.bucket,
+        &planned.template,
+    );
+    let params = parameters
+        .iter()
+        .map(|(k, v)| {
+            Parameter::builder()
+                .parameter_key(k)
+                .parameter_value(v)
+                .build()
+        })
+        .collect();
+    let tags = planned
+        .tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    let capabilities = planned
+        .capabilities
+        .iter()
+        .map(|c| Capability::from(c.as_str()))
+        .collect();
+    let result = ctx
+        .clients
+        .cfn
+        .create_change_set()
+        .stack_name(stack)
+        .change_set_name(change_set_name)
+        .client_token(change_set_name)
+        .change_set_type(change_set_type.clone())
+        .template_url(&url)
+        .set_parameters(Some(params))
+        .set_tags(Some(tags))
+        .set_capabilities(Some(capabilities))
+        .set_role_arn(ctx.config.cfn_role_arn.clone())
+        .description(format!("stackwave {}", run.execution_name))
+        .send()
+        .await;
+    match result {
+        Ok(out) => {
+            tracing::info!(stack = %stack, change_set = %change_set_name, kind = %change_set_type.as_str(), id = ?out.id(), url = %url, "change set requested");
+            Ok(ChangeSetStarted::Started)
+        }
+        Err(e) => match e.as_service_error() {
+            Some(se) if se.is_already_exists_exception() => {
+                tracing::info!(stack = %stack, change_set = %change_set_name, "change set exists already: an earlier try made it");
+                Ok(ChangeSetStarted::Started)
+            }
+            // The emulator answers an update without changes with this ValidationError; its
+            // message is the only thing that tells it from other validation errors.
+            Some(se)
+                if se.code() == Some("ValidationError")
+                    && se.message().is_some_and(reconcile::is_no_change_reason) =>
+            {
+                tracing::info!(stack = %stack, change_set = %change_set_name, "no changes");
+                Ok(ChangeSetStarted::NoChanges)
+            }
+            _ => Err(aws_error("cloudformation:CreateChangeSet", e)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_url_forms() {
+        assert_eq!(
+            template_url(
+                Some("http://127.0.0.1:4566/"),
+                Some("us-east-1"),
+                "art",
+                "deployments/dev/t/templates/net.yaml"
+            ),
+            "http://127.0.0.1:4566/art/deployments/dev/t/templates/net.yaml"
+        );
+        assert_eq!(
+            template_url(None, Some("eu-west-1"), "art", "deployments/dev/t/net.yaml"),
+            "https://art.s3.eu-west-1.amazonaws.com/deployments/dev/t/net.yaml"
+        );
+        assert_eq!(
+            template_url(None, None, "art", "k.yaml"),
+            "https://art.s3.amazonaws.com/k.yaml"
+        );
+        assert_eq!(
+            template_url(None, Some("us-east-1"), "art", "s3://other/a b+c.yaml"),
+            "https://other.s3.us-east-1.amazonaws.com/a%20b%2Bc.yaml"
+        );
+    }
 }
