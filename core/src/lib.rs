@@ -11,5 +11,6 @@ pub mod reconcile;
 pub mod record;
 pub mod status;
 pub mod summary;
+pub mod synth;
 
 pub use error::{Error, Result, ERROR_NAMES};
