@@ -57,7 +57,9 @@ pub fn cycles_for(poll: PollSeconds, seconds: f64) -> u64 {
 
 /// Seconds from a wave's start until the check that sees it settled.
 pub fn detected_after(poll: PollSeconds, seconds: f64) -> f64 {
-    (0..cycles_for(poll, seconds)).map(|a| base_wait(poll, a as u32)).sum()
+    (0..cycles_for(poll, seconds))
+        .map(|a| base_wait(poll, a as u32))
+        .sum()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -100,7 +102,8 @@ pub fn estimate(plan: &Plan, poll: PollSeconds, seconds: &dyn Fn(&str) -> f64) -
             makespan += detected_after(poll, slowest);
             // Waves iteration; DeployWave map with one iteration + one task per stack;
             // StartPolling pass; the cycles; WaveDone.
-            events += ITERATION + MAP + n * (ITERATION + TASK) + SIMPLE + cycles * POLL_CYCLE + SIMPLE;
+            events +=
+                ITERATION + MAP + n * (ITERATION + TASK) + SIMPLE + cycles * POLL_CYCLE + SIMPLE;
             transitions += 1 + n + 1 + cycles * 3 + 1;
             invocations += n + cycles;
         }

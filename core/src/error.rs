@@ -39,7 +39,12 @@ pub enum Error {
 
     /// An `{output}` or `{ssm}` parameter could not be resolved at deploy time.
     #[error("stack {stack}: parameter {parameter}: {cause}. Fix: {fix}")]
-    ParameterNotFound { stack: String, parameter: String, cause: String, fix: String },
+    ParameterNotFound {
+        stack: String,
+        parameter: String,
+        cause: String,
+        fix: String,
+    },
 
     /// A stack operation failed.
     #[error("stack {stack} failed: {cause}")]
@@ -51,7 +56,11 @@ pub enum Error {
 
     /// Another execution holds the environment's lock.
     #[error("environment {environment} is locked by {holder} until {expires}. Fix: wait for that execution to end, or stop it; an expired lease is taken over")]
-    DeploymentLocked { environment: String, holder: String, expires: String },
+    DeploymentLocked {
+        environment: String,
+        holder: String,
+        expires: String,
+    },
 
     /// AWS throttled a call; transient, the state machine retries it.
     #[error("throttled by AWS on {operation}: {message}")]
@@ -59,7 +68,11 @@ pub enum Error {
 
     /// A non-transient AWS error.
     #[error("AWS {operation} failed ({code}): {message}")]
-    AwsService { operation: String, code: String, message: String },
+    AwsService {
+        operation: String,
+        code: String,
+        message: String,
+    },
 
     /// A rollback step failed: a human must look.
     #[error("rollback of stack {stack} failed: {cause}. A human must look at this stack")]
@@ -112,21 +125,56 @@ mod tests {
     #[test]
     fn every_variant_name_is_listed() {
         let samples = [
-            Error::InvalidInput { message: String::new(), accepted: String::new() },
+            Error::InvalidInput {
+                message: String::new(),
+                accepted: String::new(),
+            },
             Error::InvalidManifest { issues: vec![] },
-            Error::TemplateNotFound { stack: String::new(), location: String::new() },
-            Error::ParameterNotFound { stack: String::new(), parameter: String::new(), cause: String::new(), fix: String::new() },
-            Error::StackFailed { stack: String::new(), cause: String::new() },
-            Error::StackTimeout { stack: String::new(), minutes: 1 },
-            Error::DeploymentLocked { environment: String::new(), holder: String::new(), expires: String::new() },
-            Error::Throttled { operation: String::new(), message: String::new() },
-            Error::AwsService { operation: String::new(), code: String::new(), message: String::new() },
-            Error::RollbackFailed { stack: String::new(), cause: String::new() },
+            Error::TemplateNotFound {
+                stack: String::new(),
+                location: String::new(),
+            },
+            Error::ParameterNotFound {
+                stack: String::new(),
+                parameter: String::new(),
+                cause: String::new(),
+                fix: String::new(),
+            },
+            Error::StackFailed {
+                stack: String::new(),
+                cause: String::new(),
+            },
+            Error::StackTimeout {
+                stack: String::new(),
+                minutes: 1,
+            },
+            Error::DeploymentLocked {
+                environment: String::new(),
+                holder: String::new(),
+                expires: String::new(),
+            },
+            Error::Throttled {
+                operation: String::new(),
+                message: String::new(),
+            },
+            Error::AwsService {
+                operation: String::new(),
+                code: String::new(),
+                message: String::new(),
+            },
+            Error::RollbackFailed {
+                stack: String::new(),
+                cause: String::new(),
+            },
             Error::Internal(String::new()),
         ];
         assert_eq!(samples.len(), ERROR_NAMES.len());
         for e in samples {
-            assert!(ERROR_NAMES.contains(&e.name()), "{} missing from ERROR_NAMES", e.name());
+            assert!(
+                ERROR_NAMES.contains(&e.name()),
+                "{} missing from ERROR_NAMES",
+                e.name()
+            );
             let d: lambda_runtime::Diagnostic = e.into();
             assert!(!d.error_type.is_empty());
         }

@@ -235,13 +235,24 @@ pub struct RunSummary {
 pub enum NotifyInput {
     /// The run passed plan and is about to deploy.
     #[serde(rename_all = "camelCase")]
-    Started { run: RunContext, stack_count: u32, stages: Vec<StageRef> },
+    Started {
+        run: RunContext,
+        stack_count: u32,
+        stages: Vec<StageRef>,
+    },
     /// The run ended; `summary` is finalize's output.
     #[serde(rename_all = "camelCase")]
-    Finished { run: RunContext, summary: RunSummary },
+    Finished {
+        run: RunContext,
+        summary: RunSummary,
+    },
     /// Plan rejected the run (invalid input or manifest, lock held): nothing was deployed.
     #[serde(rename_all = "camelCase")]
-    Rejected { execution_arn: String, input: serde_json::Value, error: CaughtError },
+    Rejected {
+        execution_arn: String,
+        input: serde_json::Value,
+        error: CaughtError,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

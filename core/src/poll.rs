@@ -24,7 +24,11 @@ pub fn next_wait(poll: PollSeconds, attempt: u32, random01: f64) -> u32 {
     let min = poll.min.max(1);
     let max = poll.max.max(min);
     let base = crate::budget::base_wait(PollSeconds { min, max }, attempt);
-    let random = if random01.is_nan() { 0.5 } else { random01.clamp(0.0, 1.0) };
+    let random = if random01.is_nan() {
+        0.5
+    } else {
+        random01.clamp(0.0, 1.0)
+    };
     let wait = base * (1.0 - JITTER + 2.0 * JITTER * random);
     let wait = wait.round().clamp(f64::from(min), f64::from(max));
     // In range [min, max] of u32 by the clamp above.

@@ -15,10 +15,15 @@ pub fn definitions() -> Vec<(String, Value)> {
     let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
     for entry in entries.flatten() {
         let path = entry.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
         if name.ends_with(".asl.json") {
-            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {name}: {e}"));
-            let value: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
+            let text =
+                std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {name}: {e}"));
+            let value: Value =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} is not JSON: {e}"));
             out.push((name, value));
         }
     }
@@ -34,7 +39,9 @@ pub fn all_states(def: &Value) -> Vec<(String, Value)> {
 }
 
 fn collect(machine: &Value, out: &mut Vec<(String, Value)>) {
-    let Some(states) = machine.get("States").and_then(Value::as_object) else { return };
+    let Some(states) = machine.get("States").and_then(Value::as_object) else {
+        return;
+    };
     for (name, state) in states {
         out.push((name.clone(), state.clone()));
         for key in ["ItemProcessor", "Iterator"] {

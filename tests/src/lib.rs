@@ -19,7 +19,8 @@ pub use asl::repo_root;
 
 /// The test endpoint: `STACKWAVE_LOCAL_ENDPOINT` (the Makefile sets a port apart from the demo's).
 pub fn endpoint() -> String {
-    std::env::var("STACKWAVE_LOCAL_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:4766".to_string())
+    std::env::var("STACKWAVE_LOCAL_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:4766".to_string())
 }
 
 /// Seconds every stack operation takes in the emulator during tests.
@@ -44,9 +45,13 @@ pub async fn local() -> Result<Local> {
         stackwave_bin: Some(stackwave_bin()),
         ..Default::default()
     };
-    let env = ensure_started(&opts).await.context("start the local emulator")?;
+    let env = ensure_started(&opts)
+        .await
+        .context("start the local emulator")?;
     let sdk = stackwave_aws::sdk_config(Some(&env.endpoint), None).await;
-    let s3conf = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build();
+    let s3conf = aws_sdk_s3::config::Builder::from(&sdk)
+        .force_path_style(true)
+        .build();
     Ok(Local {
         cfn: aws_sdk_cloudformation::Client::new(&sdk),
         s3: aws_sdk_s3::Client::from_conf(s3conf),
@@ -90,7 +95,8 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(prefix: &str) -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("stackwave-{prefix}-{:08x}", fastrand::u32(..)));
+        let dir =
+            std::env::temp_dir().join(format!("stackwave-{prefix}-{:08x}", fastrand::u32(..)));
         std::fs::create_dir_all(&dir)?;
         Ok(TempDir(dir))
     }
@@ -118,7 +124,17 @@ pub fn cli_deploy(dir: &Path, environment: &str) -> Result<CliRun> {
     let out = std::process::Command::new(stackwave_bin())
         .args(["deploy"])
         .arg(dir)
-        .args(["--environment", environment, "--local", "--output", "json", "--poll-min", "1", "--poll-max", "2"])
+        .args([
+            "--environment",
+            environment,
+            "--local",
+            "--output",
+            "json",
+            "--poll-min",
+            "1",
+            "--poll-max",
+            "2",
+        ])
         .env("STACKWAVE_LOCAL_ENDPOINT", endpoint())
         .output()
         .with_context(|| format!("run {}", stackwave_bin().display()))?;
@@ -126,7 +142,11 @@ pub fn cli_deploy(dir: &Path, environment: &str) -> Result<CliRun> {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let json: Value = serde_json::from_str(stdout.trim())
         .with_context(|| format!("stdout is not one JSON object:\n{stdout}\nstderr:\n{stderr}"))?;
-    Ok(CliRun { code: out.status.code().unwrap_or(-1), json, stderr })
+    Ok(CliRun {
+        code: out.status.code().unwrap_or(-1),
+        json,
+        stderr,
+    })
 }
 
 impl Local {
@@ -155,7 +175,12 @@ impl Local {
     }
 
     /// Start an execution with `input` and wait until it ends (at most `timeout`).
-    pub async fn run_execution(&self, name: &str, input: &Value, timeout: Duration) -> Result<Execution> {
+    pub async fn run_execution(
+        &self,
+        name: &str,
+        input: &Value,
+        timeout: Duration,
+    ) -> Result<Execution> {
         let started = self
             .sfn
             .start_execution()
@@ -172,7 +197,13 @@ impl Local {
     pub async fn wait_execution(&self, arn: &str, timeout: Duration) -> Result<Execution> {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            let d = self.sfn.describe_execution().execution_arn(arn).send().await.context("DescribeExecution")?;
+            let d = self
+                .sfn
+                .describe_execution()
+                .execution_arn(arn)
+                .send()
+                .await
+                .context("DescribeExecution")?;
             if d.status() != &ExecutionStatus::Running {
                 return Ok(Execution {
                     arn: arn.to_string(),
@@ -212,13 +243,27 @@ impl Local {
     }
 
     /// Names of the stacks that exist (not deleted) whose name ends with `-<environment>`.
-    pub async fn stacks_of(&self, environment: &str) -> Result<Vec<aws_sdk_cloudformation::types::Stack>> {
+    pub async fn stacks_of(
+        &self,
+        environment: &str,
+    ) -> Result<Vec<aws_sdk_cloudformation::types::Stack>> {
         let suffix = format!("-{environment}");
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let page = self.cfn.describe_stacks().set_next_token(token.clone()).send().await.context("DescribeStacks")?;
-            out.extend(page.stacks().iter().filter(|s| s.stack_name().is_some_and(|n| n.ends_with(&suffix))).cloned());
+            let page = self
+                .cfn
+                .describe_stacks()
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .context("DescribeStacks")?;
+            out.extend(
+                page.stacks()
+                    .iter()
+                    .filter(|s| s.stack_name().is_some_and(|n| n.ends_with(&suffix)))
+                    .cloned(),
+            );
             token = page.next_token().map(str::to_string);
             if token.is_none() {
                 return Ok(out);
@@ -227,7 +272,10 @@ impl Local {
     }
 
     /// Stack events, oldest first.
-    pub async fn stack_events(&self, stack: &str) -> Result<Vec<aws_sdk_cloudformation::types::StackEvent>> {
+    pub async fn stack_events(
+        &self,
+        stack: &str,
+    ) -> Result<Vec<aws_sdk_cloudformation::types::StackEvent>> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -251,7 +299,11 @@ impl Local {
 
     /// Read alerts from the `stackwave-alerts` queue until one matches `pred` (at most `timeout`).
     /// Returns the SNS envelope (with `Subject`, `Message`, `MessageAttributes`).
-    pub async fn wait_alert(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Result<Value> {
+    pub async fn wait_alert(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
         let deadline = std::time::Instant::now() + timeout;
         let mut seen = Vec::new();
         while std::time::Instant::now() < deadline {
@@ -265,10 +317,17 @@ impl Local {
                 .await
                 .context("ReceiveMessage")?;
             for m in r.messages() {
-                let body: Value = serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or(Value::Null);
+                let body: Value =
+                    serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or(Value::Null);
                 if pred(&body) {
                     if let Some(h) = m.receipt_handle() {
-                        let _ = self.sqs.delete_message().queue_url(&self.env.queue_url).receipt_handle(h).send().await;
+                        let _ = self
+                            .sqs
+                            .delete_message()
+                            .queue_url(&self.env.queue_url)
+                            .receipt_handle(h)
+                            .send()
+                            .await;
                     }
                     return Ok(body);
                 }
@@ -286,12 +345,16 @@ impl Local {
                 }
             }
         }
-        Err(anyhow!("no matching alert within {timeout:?}; saw {} other(s): {seen:?}", seen.len()))
+        Err(anyhow!(
+            "no matching alert within {timeout:?}; saw {} other(s): {seen:?}",
+            seen.len()
+        ))
     }
 
     /// Set per-stack durations in the emulator (control API).
     pub async fn set_stack_seconds(&self, stacks: &[(String, f64)]) -> Result<()> {
-        let map: serde_json::Map<String, Value> = stacks.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        let map: serde_json::Map<String, Value> =
+            stacks.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         let r = self
             .http
             .post(format!("{}/_stackwave/config", self.env.endpoint))

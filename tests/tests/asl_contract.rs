@@ -21,14 +21,22 @@ const TRANSIENT: &[&str] = &[
 
 fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 #[test]
 fn there_is_a_deploy_state_machine() {
     let defs = definitions();
-    assert!(defs.iter().any(|(n, _)| n == "deploy.asl.json"), "statemachine/deploy.asl.json missing: {defs:?}");
+    assert!(
+        defs.iter().any(|(n, _)| n == "deploy.asl.json"),
+        "statemachine/deploy.asl.json missing: {defs:?}"
+    );
 }
 
 #[test]
@@ -38,7 +46,12 @@ fn every_error_name_in_the_asl_exists_in_core() {
         for (state, body) in all_states(&def) {
             let mut names = Vec::new();
             for key in ["Retry", "Catch"] {
-                for clause in body.get(key).and_then(Value::as_array).cloned().unwrap_or_default() {
+                for clause in body
+                    .get(key)
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+                {
                     names.extend(strings(clause.get("ErrorEquals")));
                 }
             }
@@ -54,7 +67,10 @@ fn every_error_name_in_the_asl_exists_in_core() {
             }
         }
     }
-    assert!(checked > 5, "expected Retry/Catch/Fail error names in the ASL, found {checked}");
+    assert!(
+        checked > 5,
+        "expected Retry/Catch/Fail error names in the ASL, found {checked}"
+    );
 }
 
 #[test]
@@ -62,7 +78,12 @@ fn retries_only_transient_errors() {
     let mut retries = 0;
     for (file, def) in definitions() {
         for (state, body) in all_states(&def) {
-            for clause in body.get("Retry").and_then(Value::as_array).cloned().unwrap_or_default() {
+            for clause in body
+                .get("Retry")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+            {
                 retries += 1;
                 for name in strings(clause.get("ErrorEquals")) {
                     assert!(
@@ -70,7 +91,14 @@ fn retries_only_transient_errors() {
                         "{file}: state {state} retries {name:?}; only transient errors may be retried: {TRANSIENT:?}"
                     );
                 }
-                assert!(clause.get("BackoffRate").and_then(Value::as_f64).unwrap_or(1.0) > 1.0, "{file}: {state} retry has no backoff");
+                assert!(
+                    clause
+                        .get("BackoffRate")
+                        .and_then(Value::as_f64)
+                        .unwrap_or(1.0)
+                        > 1.0,
+                    "{file}: {state} retry has no backoff"
+                );
             }
         }
     }
@@ -92,8 +120,15 @@ fn every_lambda_task_retries_throttling() {
                 .iter()
                 .flat_map(|c| strings(c.get("ErrorEquals")))
                 .collect();
-            for needed in ["Throttled", "Lambda.ServiceException", "Lambda.TooManyRequestsException"] {
-                assert!(retried.iter().any(|n| n == needed), "{file}: task {state} does not retry {needed}");
+            for needed in [
+                "Throttled",
+                "Lambda.ServiceException",
+                "Lambda.TooManyRequestsException",
+            ] {
+                assert!(
+                    retried.iter().any(|n| n == needed),
+                    "{file}: task {state} does not retry {needed}"
+                );
             }
         }
     }
@@ -106,7 +141,10 @@ fn every_choice_has_a_default() {
         for (state, body) in all_states(&def) {
             if body.get("Type").and_then(Value::as_str) == Some("Choice") {
                 choices += 1;
-                assert!(body.get("Default").and_then(Value::as_str).is_some(), "{file}: Choice {state} has no Default");
+                assert!(
+                    body.get("Default").and_then(Value::as_str).is_some(),
+                    "{file}: Choice {state} has no Default"
+                );
             }
         }
     }
@@ -115,13 +153,26 @@ fn every_choice_has_a_default() {
 
 #[test]
 fn the_wave_loop_polls_a_whole_wave_with_wait_check_choice() {
-    let (_, def) = definitions().into_iter().find(|(n, _)| n == "deploy.asl.json").expect("deploy.asl.json");
+    let (_, def) = definitions()
+        .into_iter()
+        .find(|(n, _)| n == "deploy.asl.json")
+        .expect("deploy.asl.json");
     let states = all_states(&def);
-    let get = |name: &str| states.iter().find(|(n, _)| n == name).map(|(_, s)| s.clone()).unwrap_or(Value::Null);
+    let get = |name: &str| {
+        states
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.clone())
+            .unwrap_or(Value::Null)
+    };
     assert_eq!(get("WaitForWave")["Type"], "Wait");
     assert_eq!(get("WaitForWave")["SecondsPath"], "$.check.nextWaitSeconds");
     assert_eq!(get("WaitForWave")["Next"], "CheckWave");
-    assert_eq!(get("CheckWave")["Parameters"]["stacks.$"], "$.wave.stacks", "check must poll the whole wave at once");
+    assert_eq!(
+        get("CheckWave")["Parameters"]["stacks.$"],
+        "$.wave.stacks",
+        "check must poll the whole wave at once"
+    );
     assert_eq!(get("CheckWave")["Next"], "WaveSettled");
     assert_eq!(get("Stages")["MaxConcurrency"], 1, "stages run in order");
     assert_eq!(get("Waves")["MaxConcurrency"], 1, "waves run in order");

@@ -10,7 +10,10 @@ use stackwave_e2e::{local, repo_root, stackwave_bin, unique_env, TempDir};
 fn cycle_dir() -> Result<TempDir> {
     let dir = TempDir::new("cycle")?;
     std::fs::create_dir_all(dir.path().join("templates"))?;
-    std::fs::copy(repo_root().join("examples/synthetic/templates/unit.yaml"), dir.path().join("templates/unit.yaml"))?;
+    std::fs::copy(
+        repo_root().join("examples/synthetic/templates/unit.yaml"),
+        dir.path().join("templates/unit.yaml"),
+    )?;
     std::fs::write(
         dir.path().join("manifest.yaml"),
         r#"name: cyclic
@@ -35,7 +38,9 @@ async fn a_cycle_fails_the_execution_with_invalid_manifest_naming_the_cycle() ->
     let environment = unique_env("cy");
     let dir = cycle_dir()?;
     // Straight to the state machine (the CLI would refuse it before uploading).
-    let uri = local.upload_dir(dir.path(), &format!("tests/{environment}")).await?;
+    let uri = local
+        .upload_dir(dir.path(), &format!("tests/{environment}"))
+        .await?;
     let exec = local
         .run_execution(
             &format!("{environment}-cycle"),
@@ -49,7 +54,8 @@ async fn a_cycle_fails_the_execution_with_invalid_manifest_naming_the_cycle() ->
     let alpha = format!("Alpha-{environment}");
     let beta = format!("Beta-{environment}");
     assert!(
-        cause.contains(&format!("{alpha} -> {beta} -> {alpha}")) || cause.contains(&format!("{beta} -> {alpha} -> {beta}")),
+        cause.contains(&format!("{alpha} -> {beta} -> {alpha}"))
+            || cause.contains(&format!("{beta} -> {alpha} -> {beta}")),
         "the cause does not print the cycle path: {cause}"
     );
     // Nothing was deployed.
@@ -57,7 +63,9 @@ async fn a_cycle_fails_the_execution_with_invalid_manifest_naming_the_cycle() ->
     // The rejection is alerted, filterable by environment.
     let env2 = environment.clone();
     let alert = local
-        .wait_alert(Duration::from_secs(20), move |m| m["MessageAttributes"]["environment"]["Value"] == env2.as_str())
+        .wait_alert(Duration::from_secs(20), move |m| {
+            m["MessageAttributes"]["environment"]["Value"] == env2.as_str()
+        })
         .await?;
     assert_eq!(alert["MessageAttributes"]["status"]["Value"], "REJECTED");
     Ok(())
@@ -77,8 +85,14 @@ async fn a_wrong_input_field_fails_with_invalid_input_showing_the_accepted_shape
     assert_eq!(exec.status, "FAILED");
     assert_eq!(exec.error.as_deref(), Some("InvalidInput"), "{exec:?}");
     let cause = exec.cause.unwrap_or_default();
-    assert!(cause.contains("manifestUrl"), "the cause does not name the wrong field: {cause}");
-    assert!(cause.contains("environment") && cause.contains("manifest"), "the cause does not show the accepted shape: {cause}");
+    assert!(
+        cause.contains("manifestUrl"),
+        "the cause does not name the wrong field: {cause}"
+    );
+    assert!(
+        cause.contains("environment") && cause.contains("manifest"),
+        "the cause does not show the accepted shape: {cause}"
+    );
     Ok(())
 }
 
@@ -93,11 +107,35 @@ async fn the_cli_refuses_an_invalid_manifest_before_uploading_with_exit_code_2()
         .args(["--environment", &environment, "--local"])
         .env("STACKWAVE_LOCAL_ENDPOINT", &local.env.endpoint)
         .output()?;
-    assert_eq!(out.status.code(), Some(2), "stdout: {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("cycle") && text.contains(&format!("Alpha-{environment}")), "{text}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("cycle") && text.contains(&format!("Alpha-{environment}")),
+        "{text}"
+    );
     // No execution was started for it.
-    let execs = local.sfn.list_executions().state_machine_arn(&local.env.state_machine_arn).send().await?;
-    assert!(!execs.executions().iter().any(|e| e.name().contains(&environment)), "an execution was started");
+    let execs = local
+        .sfn
+        .list_executions()
+        .state_machine_arn(&local.env.state_machine_arn)
+        .send()
+        .await?;
+    assert!(
+        !execs
+            .executions()
+            .iter()
+            .any(|e| e.name().contains(&environment)),
+        "an execution was started"
+    );
     Ok(())
 }

@@ -31,12 +31,18 @@ where
     let (code, message) = match &err {
         SdkError::ServiceError(se) => (
             se.err().code().map(str::to_string),
-            se.err().message().map(str::to_string).unwrap_or_else(|| se.err().to_string()),
+            se.err()
+                .message()
+                .map(str::to_string)
+                .unwrap_or_else(|| se.err().to_string()),
         ),
         other => (None, format!("{other}")),
     };
     if classify_code(code.as_deref()) {
-        Error::Throttled { operation: operation.to_string(), message }
+        Error::Throttled {
+            operation: operation.to_string(),
+            message,
+        }
     } else {
         Error::AwsService {
             operation: operation.to_string(),

@@ -52,7 +52,9 @@ pub struct Clients {
 impl Clients {
     pub fn new(sdk: &SdkConfig) -> Self {
         // Path-style addressing: the emulator serves every bucket on one host.
-        let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build();
+        let s3 = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build();
         Clients {
             cfn: aws_sdk_cloudformation::Client::new(sdk),
             s3: aws_sdk_s3::Client::from_conf(s3),
@@ -72,7 +74,10 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(sdk: &SdkConfig, config: Config) -> Self {
-        Ctx { clients: Clients::new(sdk), config }
+        Ctx {
+            clients: Clients::new(sdk),
+            config,
+        }
     }
 
     /// Load the SDK config from the default chain (with the endpoint override, if any) and the
@@ -97,7 +102,11 @@ pub async fn sdk_config(endpoint_url: Option<&str>, region: Option<&str>) -> Sdk
             .endpoint_url(url)
             .region(Region::new(region.unwrap_or(LOCAL_REGION).to_string()))
             .credentials_provider(aws_sdk_s3::config::Credentials::new(
-                "testing", "testing", None, None, "stackwave-local",
+                "testing",
+                "testing",
+                None,
+                None,
+                "stackwave-local",
             ));
     } else if let Some(r) = region {
         loader = loader.region(Region::new(r.to_string()));
@@ -117,6 +126,9 @@ pub fn parse_input<T: serde::de::DeserializeOwned>(
 }
 
 /// Serialize a handler's output.
-pub fn to_output<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, stackwave_core::Error> {
-    serde_json::to_value(value).map_err(|e| stackwave_core::Error::Internal(format!("serialize output: {e}")))
+pub fn to_output<T: serde::Serialize>(
+    value: &T,
+) -> Result<serde_json::Value, stackwave_core::Error> {
+    serde_json::to_value(value)
+        .map_err(|e| stackwave_core::Error::Internal(format!("serialize output: {e}")))
 }

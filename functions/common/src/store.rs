@@ -19,7 +19,10 @@ pub struct RunStore {
 
 impl RunStore {
     pub fn new(s3: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
-        RunStore { s3, bucket: bucket.into() }
+        RunStore {
+            s3,
+            bucket: bucket.into(),
+        }
     }
 
     pub fn for_run(s3: &aws_sdk_s3::Client, run: &RunContext) -> Self {
@@ -31,11 +34,17 @@ impl RunStore {
     }
 
     pub async fn put_json<T: Serialize>(&self, key: &str, value: &T) -> Result<(), Error> {
-        let body = serde_json::to_vec(value).map_err(|e| Error::Internal(format!("serialize {key}: {e}")))?;
+        let body = serde_json::to_vec(value)
+            .map_err(|e| Error::Internal(format!("serialize {key}: {e}")))?;
         self.put_bytes(key, body, "application/json").await
     }
 
-    pub async fn put_bytes(&self, key: &str, body: Vec<u8>, content_type: &str) -> Result<(), Error> {
+    pub async fn put_bytes(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), Error> {
         self.s3
             .put_object()
             .bucket(&self.bucket)
@@ -50,13 +59,18 @@ impl RunStore {
 
     /// The object's bytes, or `None` when there is no such key.
     pub async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
-        match self.s3.get_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .s3
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => {
-                let data = out
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| Error::Internal(format!("read s3://{}/{key}: {e}", self.bucket)))?;
+                let data = out.body.collect().await.map_err(|e| {
+                    Error::Internal(format!("read s3://{}/{key}: {e}", self.bucket))
+                })?;
                 Ok(Some(data.into_bytes().to_vec()))
             }
             Err(e) => {
@@ -81,7 +95,14 @@ impl RunStore {
 
     /// Does the key exist?
     pub async fn exists(&self, key: &str) -> Result<bool, Error> {
-        match self.s3.head_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .s3
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) => {
                 let e = e.into_service_error();
@@ -96,26 +117,45 @@ impl RunStore {
 
     /// Every key under a prefix (paginated).
     pub async fn list_keys(&self, prefix: &str) -> Result<Vec<String>, Error> {
-        let mut pages = self.s3.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        let mut pages = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
         let mut keys = Vec::new();
         while let Some(page) = pages.next().await {
             let page = page.map_err(|e| aws_error("s3:ListObjectsV2", e))?;
-            keys.extend(page.contents.unwrap_or_default().into_iter().filter_map(|o| o.key));
+            keys.extend(
+                page.contents
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|o| o.key),
+            );
         }
         Ok(keys)
     }
 
     pub async fn plan(&self, run: &RunContext) -> Result<Plan, Error> {
-        self.get_json(&run.plan_key())
-            .await?
-            .ok_or_else(|| Error::Internal(format!("plan missing at s3://{}/{}", self.bucket, run.plan_key())))
+        self.get_json(&run.plan_key()).await?.ok_or_else(|| {
+            Error::Internal(format!(
+                "plan missing at s3://{}/{}",
+                self.bucket,
+                run.plan_key()
+            ))
+        })
     }
 
     pub async fn put_plan(&self, run: &RunContext, plan: &Plan) -> Result<(), Error> {
         self.put_json(&run.plan_key(), plan).await
     }
 
-    pub async fn record(&self, run: &RunContext, stack: &str) -> Result<Option<StackRecord>, Error> {
+    pub async fn record(
+        &self,
+        run: &RunContext,
+        stack: &str,
+    ) -> Result<Option<StackRecord>, Error> {
         self.get_json(&run.record_key(stack)).await
     }
 
@@ -124,7 +164,11 @@ impl RunStore {
     }
 
     /// Records of the named stacks (absent ones are skipped), read 16 at a time, in input order.
-    pub async fn records(&self, run: &RunContext, stacks: &[String]) -> Result<Vec<StackRecord>, Error> {
+    pub async fn records(
+        &self,
+        run: &RunContext,
+        stacks: &[String],
+    ) -> Result<Vec<StackRecord>, Error> {
         let found: Vec<Option<StackRecord>> = stream::iter(stacks.iter())
             .map(|s| self.record(run, s))
             .buffered(16)
@@ -151,10 +195,20 @@ where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::fmt::Display,
 {
     let code = e.code().map(str::to_string);
-    let message = e.message().map(str::to_string).unwrap_or_else(|| e.to_string());
+    let message = e
+        .message()
+        .map(str::to_string)
+        .unwrap_or_else(|| e.to_string());
     if crate::errors::classify_code(code.as_deref()) {
-        Error::Throttled { operation: operation.to_string(), message }
+        Error::Throttled {
+            operation: operation.to_string(),
+            message,
+        }
     } else {
-        Error::AwsService { operation: operation.to_string(), code: code.unwrap_or_else(|| "Unknown".into()), message }
+        Error::AwsService {
+            operation: operation.to_string(),
+            code: code.unwrap_or_else(|| "Unknown".into()),
+            message,
+        }
     }
 }
