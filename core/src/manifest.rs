@@ -250,7 +250,18 @@ pub fn substitute(text: &str, environment: &str) -> Result<String, String> {
 /// Parse YAML or JSON text, substituting `${environment}` in every string. Every structural
 /// problem (malformed YAML, unknown or mistyped field) is returned at once, each naming the
 /// stack and field.
+///
+/// A valid environment name (letters, digits, hyphens) is substituted into the text before it
+/// is parsed, as Sceptre renders its templating before YAML: so `dependsOn: [Net-${environment}]`
+/// works unquoted. Any other `${var}` is left for the walker to report where it stands.
 pub fn parse(text: &str, environment: &str) -> Result<Manifest, Vec<ValidationIssue>> {
+    let substituted;
+    let text = if is_valid_environment(environment) {
+        substituted = text.replace("${environment}", environment);
+        substituted.as_str()
+    } else {
+        text
+    };
     let mut w = Walker {
         env: environment,
         issues: Vec::new(),
@@ -1349,9 +1360,11 @@ stages:
     }
 
     #[test]
-    fn unquoted_variable_in_a_flow_list_gets_a_hint() {
+    fn unquoted_unknown_variable_in_a_flow_list_gets_a_hint() {
+        // `${environment}` is substituted before parsing; any other `${...}` inside `[...]`
+        // breaks the YAML, and the fix says to quote it.
         let all = issues(
-            "name: x\nstages:\n- name: a\n  stacks:\n  - name: A\n    template: t.yaml\n    dependsOn: [Net-${environment}]\n",
+            "name: x\nstages:\n- name: a\n  stacks:\n  - name: A\n    template: t.yaml\n    dependsOn: [Net-${region}]\n",
         );
         assert_eq!(all.len(), 1, "{all:#?}");
         assert!(
@@ -1509,5 +1522,27 @@ stages:
             serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(sorted).collect()),
             other => other.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod substitution_before_parsing {
+    use super::*;
+
+    #[test]
+    fn an_unquoted_environment_in_a_flow_sequence_parses() {
+        let text = "name: x\nstages:\n  - name: s\n    stacks:\n      - name: A-${environment}\n        template: t.yaml\n      - name: B-${environment}\n        template: t.yaml\n        dependsOn: [A-${environment}]\n";
+        let m = parse(text, "dev").expect("parses");
+        assert_eq!(m.stages[0].stacks[1].depends_on, vec!["A-dev".to_string()]);
+    }
+
+    #[test]
+    fn an_unknown_variable_is_still_reported() {
+        let text = "name: x\nstages:\n  - name: s\n    stacks:\n      - name: A-${region}\n        template: t.yaml\n";
+        let issues = parse(text, "dev").expect_err("unknown variable");
+        assert!(
+            issues.iter().any(|i| i.message.contains("${region}")),
+            "{issues:?}"
+        );
     }
 }
