@@ -25,6 +25,7 @@ DeleteChangeSet; User Guide "Update stacks using change sets"):
 from __future__ import annotations
 
 import time
+import copy
 from typing import Any
 
 from moto.cloudformation.exceptions import (
@@ -65,8 +66,18 @@ def find_change_set(backend: CloudFormationBackend, name: str, stack_name: str |
     raise ChangeSetNotFound(f"ChangeSet [{name}] does not exist")
 
 
+def _normalized(template: dict[str, Any]) -> dict[str, Any]:
+    """The template as CloudFormation compares it. moto adds ``"Properties": {}`` in place to a
+    stored resource that had none, so a resource without Properties equals one with empty ones."""
+    out = copy.deepcopy(template or {})
+    for resource in (out.get("Resources") or {}).values():
+        if isinstance(resource, dict) and not resource.get("Properties"):
+            resource.pop("Properties", None)
+    return out
+
+
 def has_changes(stack: Stack, template_dict: dict[str, Any], parameters: dict[str, Any], tags: dict[str, str] | None) -> bool:
-    if (stack.template_dict or {}) != template_dict:
+    if _normalized(stack.template_dict) != _normalized(template_dict):
         return True
     old = effective_parameters(stack.template_dict, stack.parameters or {})
     new = effective_parameters(template_dict, parameters or {})

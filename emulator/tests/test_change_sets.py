@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -190,3 +191,13 @@ def test_change_set_creation_can_take_time(cf, endpoint, name):
     assert err.value.response["Error"]["Code"] == "InvalidChangeSetStatus"
     time.sleep(0.6)
     assert cf.describe_change_set(StackName=name, ChangeSetName="create")["Status"] == "CREATE_COMPLETE"
+
+
+def test_no_change_for_a_resource_without_properties(cf, name):
+    """moto adds ``Properties: {}`` to the stored template in place; that is not a change."""
+    body = json.dumps({"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}})
+    create_via_change_set(cf, name, body=body)
+    wait_settled(cf, name)
+    cf.create_change_set(StackName=name, ChangeSetName="again", ChangeSetType="UPDATE", TemplateBody=body)
+    described = cf.describe_change_set(StackName=name, ChangeSetName="again")
+    assert (described["Status"], described["StatusReason"]) == ("FAILED", NO_CHANGES)
