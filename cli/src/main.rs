@@ -1,1 +1,392 @@
-fn main() {}
+//! `stackwave`: deploy multi-stage sets of CloudFormation stacks with the stackwave state
+//! machine, on real AWS or on the local emulator.
+//!
+//! Exit codes: 0 success, 1 a failed deployment or an operational error, 2 invalid input.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Parser, Subcommand, ValueEnum};
+use stackwave_cli::aws::TargetArgs;
+use stackwave_cli::deploy::{self, DeployOptions, WatchOptions};
+use stackwave_cli::local::{self, LocalOptions};
+use stackwave_cli::progress::Sink;
+use stackwave_cli::{gateway, status};
+use stackwave_core::io::PollSeconds;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stackwave",
+    version,
+    about = "Deploy ordered stages of CloudFormation stacks with a Step Functions state machine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a manifest, upload it with its templates, run the deployment and follow it.
+    Deploy {
+        /// A manifest file, or a directory holding manifest.yaml.
+        manifest: PathBuf,
+        /// The environment (substituted for ${environment}).
+        #[arg(short, long)]
+        environment: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// `json`: print one JSON object on stdout (progress goes to stderr).
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+        /// Shortest wait between two checks of a wave, in seconds [state machine default: 5].
+        #[arg(long, value_name = "SECONDS")]
+        poll_min: Option<u32>,
+        /// Longest wait between two checks of a wave, in seconds [state machine default: 60].
+        #[arg(long, value_name = "SECONDS")]
+        poll_max: Option<u32>,
+        /// Start the execution and return; follow it later with `stackwave watch`.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Follow an existing execution: live progress, then the summary.
+    Watch {
+        execution_arn: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Recent executions, and an environment's last successful deployment.
+    Status {
+        #[arg(short, long)]
+        environment: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Validate a manifest locally and print its plan (stages and waves). Exit 2 when invalid.
+    Validate {
+        manifest: PathBuf,
+        #[arg(short, long)]
+        environment: String,
+    },
+    /// Print the manifest's JSON Schema.
+    Schema,
+    /// The local AWS: emulator and gateway.
+    #[command(long_about = LOCAL_ABOUT)]
+    Local {
+        #[command(subcommand)]
+        command: LocalCommand,
+    },
+}
+
+const LOCAL_ABOUT: &str = "The local AWS: stackwave's emulator (moto) behind the gateway, at \
+http://127.0.0.1:4566 (or $STACKWAVE_LOCAL_ENDPOINT / --endpoint); region us-east-1, account \
+123456789012. The emulator listens on the endpoint's port + 1 ($STACKWAVE_EMULATOR_PORT).
+
+The repository is $STACKWAVE_HOME, else the one this binary was built from; the emulator runs \
+with $STACKWAVE_PYTHON, else <repository>/.venv/bin/python (`make setup` creates it). Pid files \
+and logs are in <repository>/.stackwave/local/ (.stackwave/local/<port>/ for a port other than \
+4566).";
+
+#[derive(Debug, clap::Args)]
+struct LocalArgs {
+    /// The local endpoint [default: $STACKWAVE_LOCAL_ENDPOINT or http://127.0.0.1:4566].
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+enum LocalCommand {
+    /// Start the emulator and gateway (or reuse running ones) and set up bucket, topic, alert
+    /// queue and state machine.
+    Start {
+        #[command(flatten)]
+        args: LocalArgs,
+        /// Seconds every stack operation takes in the emulator [default: 3].
+        #[arg(long, value_name = "SECONDS")]
+        stack_seconds: Option<f64>,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Stop the emulator and gateway started from this repository.
+    Stop {
+        #[command(flatten)]
+        args: LocalArgs,
+    },
+    /// What runs, and where.
+    Status {
+        #[command(flatten)]
+        args: LocalArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Run the gateway in the foreground (started by `local start`).
+    #[command(hide = true)]
+    Serve {
+        #[command(flatten)]
+        args: LocalArgs,
+        /// moto's port [default: $STACKWAVE_EMULATOR_PORT or the endpoint's port + 1].
+        #[arg(long)]
+        emulator_port: Option<u16>,
+    },
+}
+
+/// A line on stdout; a closed pipe (`stackwave status | head`) is not an error.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    out!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn sink(output: Output) -> Sink {
+    match output {
+        Output::Text => Sink::Stdout,
+        Output::Json => Sink::Stderr,
+    }
+}
+
+fn poll(min: Option<u32>, max: Option<u32>) -> anyhow::Result<Option<PollSeconds>> {
+    let d = PollSeconds::default();
+    let p = match (min, max) {
+        (None, None) => return Ok(None),
+        (Some(min), None) => PollSeconds {
+            min,
+            max: d.max.max(min),
+        },
+        (None, Some(max)) => PollSeconds {
+            min: d.min.min(max),
+            max,
+        },
+        (Some(min), Some(max)) => PollSeconds { min, max },
+    };
+    if p.min == 0 || p.min > p.max {
+        bail!(
+            "--poll-min must be at least 1 and at most --poll-max (got {} and {})",
+            p.min,
+            p.max
+        );
+    }
+    Ok(Some(p))
+}
+
+/// The end of `deploy` / `watch`: with `--output json`, stdout gets exactly one JSON object,
+/// also when the command itself failed (then `status` is FAILED and `error` says why).
+fn finish(
+    result: anyhow::Result<deploy::DeployOutcome>,
+    output: Output,
+    environment: &str,
+    execution_arn: Option<&str>,
+) -> anyhow::Result<u8> {
+    match (result, output) {
+        (Ok(outcome), Output::Json) => {
+            print_json(&outcome.json_report())?;
+            Ok(outcome.exit_code())
+        }
+        (Ok(outcome), Output::Text) => Ok(outcome.exit_code()),
+        (Err(e), Output::Json) => {
+            eprintln!("error: {e:#}");
+            print_json(&deploy::JsonReport {
+                status: "FAILED",
+                environment: environment.to_string(),
+                execution_arn: execution_arn.map(str::to_string),
+                stacks: Vec::new(),
+                error: Some(format!("{e:#}")),
+            })?;
+            Ok(1)
+        }
+        (Err(e), Output::Text) => Err(e),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Deploy {
+            manifest,
+            environment,
+            target,
+            output,
+            poll_min,
+            poll_max,
+            no_wait,
+        } => {
+            let opts = DeployOptions {
+                manifest,
+                environment,
+                target: target.config(),
+                poll: poll(poll_min, poll_max)?,
+                wait: !no_wait,
+                sink: sink(output),
+                tick: Duration::from_secs(1),
+            };
+            let result = deploy::run(&opts).await;
+            finish(result, output, &opts.environment, None)
+        }
+        Command::Watch {
+            execution_arn,
+            target,
+            output,
+        } => {
+            let opts = WatchOptions {
+                execution_arn,
+                target: target.config(),
+                sink: sink(output),
+                tick: Duration::from_secs(1),
+            };
+            let result = deploy::watch(&opts).await;
+            finish(result, output, "", Some(&opts.execution_arn))
+        }
+        Command::Status {
+            environment,
+            target,
+            output,
+        } => {
+            let target = target.config().resolve().await?;
+            let report = status::report(&target, environment.as_deref()).await?;
+            match output {
+                Output::Json => print_json(&report)?,
+                Output::Text => out!("{}", status::render(&report).trim_end()),
+            }
+            Ok(0)
+        }
+        Command::Validate {
+            manifest,
+            environment,
+        } => {
+            let v = deploy::validate(&manifest, &environment)?;
+            match v.plan {
+                Ok(plan) => {
+                    out!("{}", deploy::render_plan(&plan).trim_end());
+                    Ok(0)
+                }
+                Err(issues) => {
+                    eprintln!("{}", deploy::render_issues(&v.manifest_file, &issues));
+                    Ok(2)
+                }
+            }
+        }
+        Command::Schema => {
+            print_json(&stackwave_core::manifest::manifest_schema())?;
+            Ok(0)
+        }
+        Command::Local { command } => run_local(command).await,
+    }
+}
+
+async fn run_local(command: LocalCommand) -> anyhow::Result<u8> {
+    match command {
+        LocalCommand::Start {
+            args,
+            stack_seconds,
+            output,
+        } => {
+            let opts = LocalOptions {
+                endpoint: args.endpoint,
+                stack_seconds,
+                ..Default::default()
+            };
+            let env = local::start(&opts).await?;
+            match output {
+                Output::Json => print_json(&env)?,
+                Output::Text => {
+                    out!("local AWS ready at {}", env.endpoint);
+                    out!("  state machine {}", env.state_machine_arn);
+                    out!("  bucket        {}", env.bucket);
+                    out!("  alert topic   {}", env.topic_arn);
+                    out!("  alert queue   {}", env.queue_url);
+                }
+            }
+            Ok(0)
+        }
+        LocalCommand::Stop { args } => {
+            let opts = LocalOptions {
+                endpoint: args.endpoint,
+                ..Default::default()
+            };
+            for s in local::stop(&opts).await? {
+                match s.pid {
+                    Some(pid) => out!("{}: {} (pid {pid})", s.process.name(), s.outcome),
+                    None => out!("{}: {}", s.process.name(), s.outcome),
+                }
+            }
+            Ok(0)
+        }
+        LocalCommand::Status { args, output } => {
+            let opts = LocalOptions {
+                endpoint: args.endpoint,
+                ..Default::default()
+            };
+            let s = local::status(&opts).await?;
+            match output {
+                Output::Json => print_json(&s)?,
+                Output::Text => out!("{}", local::render_status(&s).trim_end()),
+            }
+            Ok(if s.healthy { 0 } else { 1 })
+        }
+        LocalCommand::Serve {
+            args,
+            emulator_port,
+        } => {
+            let opts = LocalOptions {
+                endpoint: args.endpoint,
+                ..Default::default()
+            };
+            let mut cfg = gateway::GatewayConfig::from_local(&opts)?;
+            if let Some(port) = emulator_port {
+                cfg.emulator_url = format!("http://127.0.0.1:{port}");
+            }
+            gateway::serve(cfg).await?;
+            Ok(0)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serving = matches!(
+        cli.command,
+        Command::Local {
+            command: LocalCommand::Serve { .. }
+        }
+    );
+    // The SDK's config loader warns about every source it tries (IMDS off AWS): keep the
+    // CLI's output for what matters unless RUST_LOG asks for more.
+    stackwave_cli::init_tracing(if serving {
+        "info"
+    } else {
+        "warn,aws_config=error"
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
