@@ -86,6 +86,7 @@ pub fn substitutions() -> BTreeMap<String, String> {
     m.insert("CheckFunctionArn".to_string(), function_arn("check"));
     m.insert("NotifyFunctionArn".to_string(), function_arn("notify"));
     m.insert("FinalizeFunctionArn".to_string(), function_arn("finalize"));
+    m.insert("RollbackFunctionArn".to_string(), function_arn("rollback"));
     m.insert(
         "DeployConcurrency".to_string(),
         DEPLOY_CONCURRENCY.to_string(),
