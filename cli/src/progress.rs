@@ -482,6 +482,7 @@ mod tests {
             outputs: vec![],
             snapshot: None,
             timeout_minutes: 60,
+            rollback: None,
         }
     }
 

@@ -517,6 +517,7 @@ mod tests {
             outputs: vec![],
             snapshot: None,
             timeout_minutes: 60,
+            rollback: None,
         }
     }
 

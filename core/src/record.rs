@@ -111,4 +111,65 @@ pub struct StackRecord {
     #[serde(default)]
     pub snapshot: Option<Snapshot>,
     pub timeout_minutes: u32,
+    /// The run-level rollback of this stack (issue 3), once the rollback function started it.
+    #[serde(default)]
+    pub rollback: Option<RollbackState>,
+}
+
+/// How the rollback restores a stack this run changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackOperation {
+    /// The stack was created by this run (or its failed create left a ROLLBACK_COMPLETE stack):
+    /// DeleteStack.
+    Delete,
+    /// The stack was updated by this run: UpdateStack with its snapshot (template, parameters,
+    /// tags).
+    Restore,
+}
+
+impl RollbackOperation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RollbackOperation::Delete => "delete",
+            RollbackOperation::Restore => "restore",
+        }
+    }
+}
+
+/// Where a stack's rollback stands. check (mode `rollback`) advances it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RollbackPhase {
+    /// The delete or restore runs: the stack is `*_IN_PROGRESS`.
+    Executing,
+    /// Settled: see `outcome`.
+    Done,
+}
+
+/// A stack's run-level rollback: written by the rollback function when it starts the delete or
+/// restore, advanced by check in rollback mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackState {
+    pub operation: RollbackOperation,
+    pub phase: RollbackPhase,
+    pub started_at: String,
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    /// The last CloudFormation status seen.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// What was done, or why it failed and how to fix it.
+    #[serde(default)]
+    pub reason: String,
+    /// ClientRequestToken of the DeleteStack / UpdateStack: derived from execution, stack and
+    /// `rollback`, so a retried invoke starts nothing twice.
+    pub client_token: String,
+    /// `RolledBack` or `RollbackFailed` once done.
+    #[serde(default)]
+    pub outcome: Option<Action>,
+    /// The first failed resource event of the delete or restore, when it failed.
+    #[serde(default)]
+    pub root_cause: Option<RootCause>,
 }

@@ -453,6 +453,7 @@ mod tests {
             max_concurrency: 10,
             manifest_uri: "s3://artifacts/deployments/dev/20261127T101500Z/manifest.yaml".into(),
             started_at: "2026-11-27T10:15:00Z".into(),
+            on_failure: crate::manifest::OnFailure::Rollback,
         }
     }
 
@@ -483,6 +484,7 @@ mod tests {
             outputs: vec![],
             snapshot: None,
             timeout_minutes: 60,
+            rollback: None,
         }
     }
 

@@ -107,6 +107,7 @@ fn new_record(run: &RunContext, planned: &PlannedStack) -> StackRecord {
         outputs: vec![],
         snapshot: None,
         timeout_minutes: planned.timeout_minutes,
+        rollback: None,
     }
 }
 

@@ -53,6 +53,7 @@ fn run() -> RunContext {
         max_concurrency: 10,
         manifest_uri: "s3://artifacts/deployments/dev/t1/manifest.yaml".into(),
         started_at: "2026-11-27T10:15:00.000Z".into(),
+        on_failure: OnFailure::Rollback,
     }
 }
 
@@ -129,6 +130,7 @@ fn record(name: &str, stage: &str, action: Action) -> StackRecord {
         outputs: vec![],
         snapshot: None,
         timeout_minutes: 60,
+        rollback: None,
     }
 }
 

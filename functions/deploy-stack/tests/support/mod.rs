@@ -146,6 +146,7 @@ pub fn run() -> RunContext {
         max_concurrency: 10,
         manifest_uri: format!("s3://{BUCKET}/deployments/dev/20261127T101500Z/manifest.yaml"),
         started_at: "2026-11-27T10:15:00Z".into(),
+        on_failure: OnFailure::Rollback,
     }
 }
 
@@ -209,6 +210,7 @@ pub fn record(stack: &str, operation: Operation, phase: Phase, minutes_ago: i64)
         outputs: vec![],
         snapshot: None,
         timeout_minutes: 30,
+        rollback: None,
     }
 }
 
