@@ -377,3 +377,145 @@ pub struct Execution {
     pub error: Option<String>,
     pub cause: Option<String>,
 }
+
+/// A stack's template body and parameters: what "nothing is lost" compares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackState {
+    pub template: String,
+    pub parameters: std::collections::BTreeMap<String, String>,
+    pub status: String,
+}
+
+impl Local {
+    /// Add a fault through the emulator's control API; returns its id.
+    pub async fn fault(&self, body: Value) -> Result<String> {
+        let r = self
+            .http
+            .post(format!("{}/_stackwave/faults", self.env.endpoint))
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("fault {body} refused: {status} {v}");
+        }
+        v["id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| anyhow!("fault answer has no id: {v}"))
+    }
+
+    /// Remove one fault (faults are shared by every test on the emulator: remove only your own).
+    pub async fn remove_fault(&self, id: &str) -> Result<()> {
+        self.http
+            .delete(format!("{}/_stackwave/faults/{id}", self.env.endpoint))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// The stack's template, parameters and status; `None` when it does not exist.
+    pub async fn stack_state(&self, stack: &str) -> Result<Option<StackState>> {
+        let described = match self.cfn.describe_stacks().stack_name(stack).send().await {
+            Ok(d) => d,
+            Err(e) => {
+                let e = e.into_service_error();
+                if aws_smithy_types::error::metadata::ProvideErrorMetadata::code(&e)
+                    == Some("ValidationError")
+                {
+                    return Ok(None);
+                }
+                return Err(anyhow!("DescribeStacks {stack}: {e}"));
+            }
+        };
+        let Some(s) = described.stacks().first() else {
+            return Ok(None);
+        };
+        let status = s
+            .stack_status()
+            .map(|x| x.as_str().to_string())
+            .unwrap_or_default();
+        if status == "DELETE_COMPLETE" {
+            return Ok(None);
+        }
+        let parameters = s
+            .parameters()
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p.parameter_key()?.to_string(),
+                    p.parameter_value()?.to_string(),
+                ))
+            })
+            .collect();
+        let template = self
+            .cfn
+            .get_template()
+            .stack_name(stack)
+            .send()
+            .await
+            .with_context(|| format!("GetTemplate {stack}"))?
+            .template_body()
+            .unwrap_or_default()
+            .to_string();
+        Ok(Some(StackState {
+            template,
+            parameters,
+            status,
+        }))
+    }
+
+    /// Wait until a stack is in one of `statuses` (at most `timeout`).
+    pub async fn wait_status(
+        &self,
+        stack: &str,
+        statuses: &[&str],
+        timeout: Duration,
+    ) -> Result<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let status = self
+                .stack_state(stack)
+                .await?
+                .map(|s| s.status)
+                .unwrap_or_else(|| "GONE".into());
+            if statuses.contains(&status.as_str()) {
+                return Ok(status);
+            }
+            if std::time::Instant::now() > deadline {
+                bail!("stack {stack} is {status}, not one of {statuses:?}, after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+}
+
+/// A manifest directory with the synthetic unit template beside it.
+pub fn synthetic_dir(prefix: &str, manifest: &str) -> Result<TempDir> {
+    let dir = TempDir::new(prefix)?;
+    std::fs::create_dir_all(dir.path().join("templates"))?;
+    std::fs::copy(
+        repo_root().join("examples/synthetic/templates/unit.yaml"),
+        dir.path().join("templates/unit.yaml"),
+    )?;
+    std::fs::write(dir.path().join("manifest.yaml"), manifest)?;
+    Ok(dir)
+}
+
+/// `name → action` of a JSON summary.
+pub fn summary_actions(summary: &Value) -> std::collections::BTreeMap<String, String> {
+    summary["stacks"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    (
+                        s["name"].as_str().unwrap_or("").to_string(),
+                        s["action"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
