@@ -6,6 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::manifest::OnFailure;
 use crate::record::Action;
 
 /// Poll settings of the Wait/check loop, in seconds.
@@ -82,6 +83,10 @@ pub struct RunContext {
     pub max_concurrency: u32,
     pub manifest_uri: String,
     pub started_at: String,
+    /// The manifest's `onFailure` (`"rollback"`, the default, or `"retain"`): the state
+    /// machine's `RollbackWanted` Choice reads `$.run.onFailure`.
+    #[serde(default)]
+    pub on_failure: OnFailure,
 }
 
 /// Default concurrency of a wave's deploy Map.
@@ -260,4 +265,40 @@ pub enum NotifyInput {
 pub struct NotifyOutput {
     pub message_id: String,
     pub subject: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_json() -> serde_json::Value {
+        serde_json::json!({
+            "executionArn": "arn:aws:states:us-east-1:123456789012:execution:stackwave-deploy:e1",
+            "executionName": "e1",
+            "environment": "dev",
+            "bucket": "artifacts",
+            "runPrefix": "runs/dev/e1/",
+            "poll": {"min": 1, "max": 2},
+            "maxConcurrency": 10,
+            "manifestUri": "s3://artifacts/deployments/dev/t1/manifest.yaml",
+            "startedAt": "2026-11-27T10:15:00.000Z"
+        })
+    }
+
+    #[test]
+    fn on_failure_is_camel_case_and_defaults_to_rollback() {
+        let run: RunContext = serde_json::from_value(run_json()).expect("run context");
+        assert_eq!(run.on_failure, OnFailure::Rollback);
+        let value = serde_json::to_value(&run).expect("serialize");
+        assert_eq!(value["onFailure"], "rollback");
+
+        let mut retain = run_json();
+        retain["onFailure"] = "retain".into();
+        let run: RunContext = serde_json::from_value(retain).expect("run context");
+        assert_eq!(run.on_failure, OnFailure::Retain);
+        assert_eq!(
+            serde_json::to_value(&run).expect("serialize")["onFailure"],
+            "retain"
+        );
+    }
 }

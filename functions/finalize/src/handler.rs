@@ -158,6 +158,7 @@ mod tests {
             max_concurrency: 10,
             manifest_uri,
             started_at: "2026-11-27T10:15:00.000Z".into(),
+            on_failure: stackwave_core::manifest::OnFailure::Rollback,
         }
     }
 

@@ -348,6 +348,7 @@ mod tests {
             max_concurrency: 10,
             manifest_uri: "s3://artifacts/deployments/dev/t1/manifest.yaml".into(),
             started_at: "2026-11-27T10:15:00.000Z".into(),
+            on_failure: stackwave_core::manifest::OnFailure::Rollback,
         }
     }
 

@@ -87,6 +87,7 @@ fn run() -> RunContext {
         max_concurrency: 10,
         manifest_uri: "s3://artifacts/deployments/dev/t1/manifest.yaml".into(),
         started_at: "2026-11-27T10:15:00.000Z".into(),
+        on_failure: stackwave_core::manifest::OnFailure::Rollback,
     }
 }
 

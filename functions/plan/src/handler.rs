@@ -110,6 +110,7 @@ pub async fn handle(ctx: &Ctx, input: PlanInput) -> Result<PlanOutput, Error> {
         max_concurrency,
         manifest_uri: manifest_uri.clone(),
         started_at: started_at(execution.start_time.as_deref()),
+        on_failure: plan.on_failure,
     };
     RunStore::new(ctx.clients.s3.clone(), bucket.clone())
         .put_plan(&run, &plan)
