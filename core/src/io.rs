@@ -160,6 +160,21 @@ pub struct CheckInput {
     /// How many checks of this wave ran before this one (0 for the first).
     #[serde(default)]
     pub attempt: u32,
+    /// `deploy` (the default) follows the stacks' deployments; `rollback` their run-level
+    /// rollback.
+    #[serde(default)]
+    pub mode: CheckMode,
+}
+
+/// What check follows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckMode {
+    /// The stacks' change sets and operations (the deploy waves).
+    #[default]
+    Deploy,
+    /// The stacks' rollback deletes and restores (the rollback waves).
+    Rollback,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,6 +192,39 @@ pub struct CheckOutput {
     pub failed: u32,
     /// Names of failed stacks (at most 20).
     pub failed_stacks: Vec<String>,
+}
+
+/// The rollback function's input, by `action`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "camelCase", deny_unknown_fields)]
+pub enum RollbackInput {
+    /// Which stacks this run changed, as rollback waves (dependents first).
+    Plan { run: RunContext },
+    /// Start restoring one stack; check (mode `rollback`) follows it.
+    Stack { run: RunContext, stack: String },
+}
+
+/// `action: plan`'s answer (`ResultPath: $.rollback`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackPlanOutput {
+    /// Stack names per rollback wave, in the order they are restored.
+    pub waves: Vec<Vec<String>>,
+    /// How many stacks are restored.
+    pub count: u32,
+}
+
+/// `action: stack`'s answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackStackOutput {
+    pub stack: String,
+    /// `delete` or `restore`; absent when the stack needs no rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    /// `rolled_back` or `rollback_failed` when it settled at once; absent while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<Action>,
 }
 
 /// What an error caught by the ASL looks like (`ResultPath: $.error`).

@@ -9,6 +9,7 @@ pub mod plan;
 pub mod poll;
 pub mod reconcile;
 pub mod record;
+pub mod rollback;
 pub mod status;
 pub mod summary;
 pub mod synth;

@@ -4,7 +4,7 @@
 //! bodies put the root cause first, then a fixed-width table of every stack, then the console
 //! link.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::io::{CaughtError, RunContext, RunStatus, RunSummary, StackSummary, StageRef};
 use crate::plan::Plan;
@@ -20,6 +20,12 @@ const MAX_REASON_IN_TABLE: usize = 160;
 const MAX_ERROR_LEN: usize = 2000;
 
 /// Build the summary: every stack of the plan, with its record's action, or `not_started`.
+///
+/// - A stack whose run-level rollback settled shows `rolled_back` or `rollback_failed`, its
+///   reason saying what the rollback did (after the stack's own failure, when it failed); a
+///   rollback that never settled shows `rollback_failed`.
+/// - A stack without a record that depends, transitively, on a failed stack is `skipped`, its
+///   reason naming the failed dependency; other stacks without a record are `not_started`.
 pub fn build(
     run: &RunContext,
     plan: &Plan,
@@ -28,6 +34,11 @@ pub fn build(
 ) -> RunSummary {
     let by_name: HashMap<&str, &StackRecord> =
         records.iter().map(|r| (r.stack.as_str(), r)).collect();
+    let failed: HashSet<&str> = records
+        .iter()
+        .filter(|r| r.action == Action::Failed)
+        .map(|r| r.stack.as_str())
+        .collect();
     let mut stacks = Vec::with_capacity(plan.stacks.len());
     let mut first_failed: Option<&StackRecord> = None;
     let mut first_rollback_failed: Option<&StackRecord> = None;
@@ -37,24 +48,34 @@ pub fn build(
                 if r.action == Action::Failed && first_failed.is_none() {
                     first_failed = Some(r);
                 }
-                if r.action == Action::RollbackFailed && first_rollback_failed.is_none() {
+                let (action, reason) = shown(r);
+                if action == Action::RollbackFailed && first_rollback_failed.is_none() {
                     first_rollback_failed = Some(r);
                 }
                 stacks.push(StackSummary {
                     name: ps.name.clone(),
                     stage: ps.stage.clone(),
-                    action: r.action,
-                    duration_seconds: duration_seconds(&r.started_at, r.finished_at.as_deref()),
-                    reason: r.reason.clone(),
+                    action,
+                    duration_seconds: duration_seconds(&r.started_at, last_finish(r)),
+                    reason,
                 });
             }
-            None => stacks.push(StackSummary {
-                name: ps.name.clone(),
-                stage: ps.stage.clone(),
-                action: Action::NotStarted,
-                duration_seconds: 0.0,
-                reason: String::new(),
-            }),
+            None => {
+                let (action, reason) = match failed_dependency(plan, &ps.name, &failed) {
+                    Some(path) => (
+                        Action::Skipped,
+                        format!("depends on {}, which failed", path.join(" -> ")),
+                    ),
+                    None => (Action::NotStarted, String::new()),
+                };
+                stacks.push(StackSummary {
+                    name: ps.name.clone(),
+                    stage: ps.stage.clone(),
+                    action,
+                    duration_seconds: 0.0,
+                    reason,
+                })
+            }
         }
     }
     let all_good = stacks.iter().all(|s| {
@@ -75,9 +96,81 @@ pub fn build(
         execution_arn: run.execution_arn.clone(),
         stacks,
         failed_stack: failed.map(|r| r.stack.clone()),
-        root_cause: failed.and_then(|r| r.root_cause.clone()),
+        root_cause: failed.and_then(|r| {
+            r.root_cause
+                .clone()
+                .or_else(|| r.rollback.as_ref().and_then(|rb| rb.root_cause.clone()))
+        }),
         error: error.map(error_text),
     }
+}
+
+/// The action and reason a record shows in the summary.
+fn shown(r: &StackRecord) -> (Action, String) {
+    let Some(rb) = &r.rollback else {
+        return (r.action, r.reason.clone());
+    };
+    let (action, what) = match rb.outcome {
+        Some(Action::RolledBack) => (Action::RolledBack, rb.reason.clone()),
+        Some(_) => (Action::RollbackFailed, rb.reason.clone()),
+        None => (
+            Action::RollbackFailed,
+            format!(
+                "the rollback ({}) did not finish before the run ended (last status {}). Fix: \
+                 look at the stack's events and finish it by hand",
+                rb.operation.as_str(),
+                rb.status.as_deref().unwrap_or("unknown")
+            ),
+        ),
+    };
+    let reason = if r.action == Action::Failed && !r.reason.is_empty() {
+        format!("failed: {}; then {what}", r.reason)
+    } else {
+        what
+    };
+    (action, reason)
+}
+
+/// When the run last worked on the stack: the rollback's end, else the deployment's.
+fn last_finish(r: &StackRecord) -> Option<&str> {
+    r.rollback
+        .as_ref()
+        .and_then(|rb| rb.finished_at.as_deref())
+        .or(r.finished_at.as_deref())
+}
+
+/// The path from `stack` to the first failed stack it depends on (transitively), e.g.
+/// `[App, Db]` when App depends on Db, which failed; `None` when it depends on no failed stack.
+fn failed_dependency(plan: &Plan, stack: &str, failed: &HashSet<&str>) -> Option<Vec<String>> {
+    if failed.is_empty() {
+        return None;
+    }
+    // Breadth first: the shortest path, dependencies in their sorted order.
+    let mut parent: HashMap<&str, &str> = HashMap::new();
+    let mut queue: VecDeque<&str> = VecDeque::from([stack]);
+    let mut seen: HashSet<&str> = HashSet::from([stack]);
+    while let Some(n) = queue.pop_front() {
+        let Some(ps) = plan.stack(n) else { continue };
+        for d in &ps.depends_on {
+            let d = d.as_str();
+            if !seen.insert(d) {
+                continue;
+            }
+            parent.insert(d, n);
+            if failed.contains(d) {
+                let mut path = vec![d.to_string()];
+                let mut at = d;
+                while let Some(p) = parent.get(at).copied().filter(|p| *p != stack) {
+                    path.push(p.to_string());
+                    at = p;
+                }
+                path.reverse();
+                return Some(path);
+            }
+            queue.push_back(d);
+        }
+    }
+    None
 }
 
 /// Seconds between two RFC 3339 instants (millisecond precision); 0 when either is missing or
@@ -235,6 +328,18 @@ pub fn finished(run: &RunContext, summary: &RunSummary) -> Message {
                 plural(not_started, "stack")
             ));
         }
+        let skipped = count_of(summary, Action::Skipped);
+        if skipped > 0 {
+            body.push_str(&format!(
+                "{} skipped: {} on a failed stack.\n\n",
+                plural(skipped, "stack"),
+                if skipped == 1 {
+                    "it depends"
+                } else {
+                    "they depend"
+                }
+            ));
+        }
     } else {
         let counts = action_counts(summary);
         body.push_str(&format!(
@@ -253,12 +358,124 @@ pub fn finished(run: &RunContext, summary: &RunSummary) -> Message {
         summary.execution_arn
     ));
     body.push_str(&table(summary));
+    body.push_str(&rollback_section(summary));
     body.push_str(&format!(
         "\nConsole: {}\n",
         console_url(&summary.execution_arn)
     ));
     Message {
         subject: subject(&subject_text),
+        body,
+    }
+}
+
+fn count_of(summary: &RunSummary, action: Action) -> usize {
+    summary.stacks.iter().filter(|s| s.action == action).count()
+}
+
+/// "Rolled back:" with what was restored, then the stacks whose rollback failed (empty when
+/// nothing was rolled back).
+fn rollback_section(summary: &RunSummary) -> String {
+    let mut out = String::new();
+    let rolled_back: Vec<&StackSummary> = summary
+        .stacks
+        .iter()
+        .filter(|s| s.action == Action::RolledBack)
+        .collect();
+    let rollback_failed: Vec<&StackSummary> = summary
+        .stacks
+        .iter()
+        .filter(|s| s.action == Action::RollbackFailed)
+        .collect();
+    if !rolled_back.is_empty() {
+        out.push_str(&format!(
+            "\nRolled back: {}\n",
+            plural(rolled_back.len(), "stack")
+        ));
+        for s in &rolled_back {
+            out.push_str(&format!("  {}: {}\n", s.name, rollback_what(&s.reason)));
+        }
+    }
+    if !rollback_failed.is_empty() {
+        out.push_str(&format!(
+            "\nRollback FAILED: {} (a separate alert says how to fix {}): {}\n",
+            plural(rollback_failed.len(), "stack"),
+            if rollback_failed.len() == 1 {
+                "it"
+            } else {
+                "them"
+            },
+            rollback_failed
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    out
+}
+
+/// What the rollback did, from a rolled-back stack's reason (`failed: ...; then <what>`).
+fn rollback_what(reason: &str) -> String {
+    let what = reason.rsplit_once("; then ").map_or(reason, |(_, w)| w);
+    one_line(what)
+}
+
+/// The run's rollback failed for at least one stack: a separate alert, marked as needing a
+/// human, naming each stack with its reason and fix.
+pub fn rollback_failed(run: &RunContext, summary: &RunSummary) -> Message {
+    let env = if summary.environment.is_empty() {
+        &run.environment
+    } else {
+        &summary.environment
+    };
+    let failed: Vec<&StackSummary> = summary
+        .stacks
+        .iter()
+        .filter(|s| s.action == Action::RollbackFailed)
+        .collect();
+    let mut body = format!(
+        "The rollback of the failed deployment to {env} did not complete: {} could not be \
+         restored. A human must fix {} before the next deployment.\n\n",
+        plural(failed.len(), "stack"),
+        if failed.len() == 1 { "it" } else { "them" }
+    );
+    for s in &failed {
+        body.push_str(&format!("Stack {} (stage {}):\n", s.name, s.stage));
+        body.push_str(&format!("  {}\n\n", one_line(&s.reason)));
+    }
+    if let Some(stack) = &summary.failed_stack {
+        let cause = match &summary.root_cause {
+            Some(rc) => format!(
+                "{} ({}): {}",
+                rc.logical_id,
+                rc.resource_type,
+                one_line(&rc.reason)
+            ),
+            None => "see the run's failure alert".to_string(),
+        };
+        body.push_str(&format!(
+            "The deployment failed at stack {stack}: {cause}\n"
+        ));
+    }
+    let rolled_back: Vec<&str> = summary
+        .stacks
+        .iter()
+        .filter(|s| s.action == Action::RolledBack)
+        .map(|s| s.name.as_str())
+        .collect();
+    if rolled_back.is_empty() {
+        body.push_str("Nothing else was rolled back.\n");
+    } else {
+        body.push_str(&format!("Rolled back: {}\n", rolled_back.join(", ")));
+    }
+    body.push_str(&format!(
+        "\nEnvironment: {env}\nExecution:   {}\nConsole:     {}\n",
+        summary.execution_arn,
+        console_url(&summary.execution_arn)
+    ));
+    Message {
+        subject: subject(&format!("stackwave {env}: ROLLBACK FAILED - needs a human")),
         body,
     }
 }
@@ -804,5 +1021,217 @@ mod tests {
         );
         assert_eq!(m.subject, "stackwave: rejected (InvalidInput)");
         assert!(m.body.contains("bad"));
+    }
+
+    fn rollback_plan() -> Plan {
+        let text = "name: x\nstages:\n\
+- name: infra\n  stacks:\n  - {name: Net, template: t.yaml}\n  - {name: Ecs, template: t.yaml, dependsOn: [Net]}\n\
+- name: data\n  stacks:\n  - {name: Db, template: t.yaml, dependsOn: [Net]}\n  - {name: Cache, template: t.yaml}\n\
+- name: app\n  stacks:\n  - {name: Api, template: t.yaml, dependsOn: [Db]}\n  - {name: Web, template: t.yaml, dependsOn: [Api]}\n  - {name: Docs, template: t.yaml}\n";
+        crate::plan::from_text(text, "dev", &|_| true).expect("plan")
+    }
+
+    fn rolled(
+        mut r: StackRecord,
+        op: crate::record::RollbackOperation,
+        outcome: Action,
+        reason: &str,
+    ) -> StackRecord {
+        r.rollback = Some(crate::record::RollbackState {
+            operation: op,
+            phase: crate::record::RollbackPhase::Done,
+            started_at: "2026-11-27T10:20:00Z".into(),
+            finished_at: Some("2026-11-27T10:21:00Z".into()),
+            status: None,
+            reason: reason.into(),
+            client_token: "sw-rollback-1".into(),
+            outcome: Some(outcome),
+            root_cause: None,
+        });
+        r
+    }
+
+    /// Db's create failed in stage 2 after Net was updated and Ecs created; Cache's delete failed.
+    fn rolled_back_summary() -> RunSummary {
+        use crate::record::RollbackOperation::{Delete, Restore};
+        let mut db = record(
+            "Db",
+            "data",
+            Action::Failed,
+            40,
+            "ROLLBACK_COMPLETE: The following resource(s) failed to create: [Cluster]",
+        );
+        db.status = Some("ROLLBACK_COMPLETE".into());
+        db.root_cause = Some(RootCause {
+            logical_id: "Cluster".into(),
+            resource_type: "AWS::RDS::DBCluster".into(),
+            status: "CREATE_FAILED".into(),
+            reason: "The parameter MasterUsername is not valid.".into(),
+        });
+        let mut net = record("Net", "infra", Action::Updated, 30, "");
+        net.operation = Operation::Update;
+        let records = vec![
+            rolled(
+                net,
+                Restore,
+                Action::RolledBack,
+                crate::rollback::RESTORED_REASON,
+            ),
+            rolled(
+                record("Ecs", "infra", Action::Created, 20, ""),
+                Delete,
+                Action::RolledBack,
+                crate::rollback::DELETED_REASON,
+            ),
+            rolled(db, Delete, Action::RolledBack, crate::rollback::DELETED_REASON),
+            rolled(
+                record("Cache", "data", Action::Created, 10, ""),
+                Delete,
+                Action::RollbackFailed,
+                "deleting the stack (created by this run) ended DELETE_FAILED: Bucket (AWS::S3::Bucket) DELETE_FAILED: The bucket you tried to delete is not empty. Fix: empty or detach the resources",
+            ),
+        ];
+        let error = CaughtError {
+            error: "StackFailed".into(),
+            cause: "A stack of this wave failed".into(),
+        };
+        build(&run(), &rollback_plan(), &records, Some(&error))
+    }
+
+    #[test]
+    fn rollback_outcomes_and_skipped_dependents() {
+        let s = rolled_back_summary();
+        assert_eq!(s.status, RunStatus::Failed);
+        let row = |name: &str| {
+            s.stacks
+                .iter()
+                .find(|x| x.name == name)
+                .map(|x| (x.action, x.reason.clone()))
+                .expect("row")
+        };
+        assert_eq!(
+            row("Net"),
+            (
+                Action::RolledBack,
+                "restored to its previous template and parameters".into()
+            )
+        );
+        assert_eq!(
+            row("Ecs"),
+            (Action::RolledBack, "deleted (created by this run)".into())
+        );
+        let (action, reason) = row("Db");
+        assert_eq!(action, Action::RolledBack);
+        assert!(
+            reason.starts_with("failed: ROLLBACK_COMPLETE: The following resource(s)")
+                && reason.ends_with("; then deleted (created by this run)"),
+            "{reason}"
+        );
+        assert_eq!(row("Cache").0, Action::RollbackFailed);
+        assert_eq!(
+            row("Api"),
+            (Action::Skipped, "depends on Db, which failed".into())
+        );
+        assert_eq!(
+            row("Web"),
+            (Action::Skipped, "depends on Api -> Db, which failed".into())
+        );
+        assert_eq!(row("Docs"), (Action::NotStarted, String::new()));
+        // the failed stack stays the run's failure, with its root cause
+        assert_eq!(s.failed_stack.as_deref(), Some("Db"));
+        assert_eq!(
+            s.root_cause.as_ref().map(|r| r.logical_id.as_str()),
+            Some("Cluster")
+        );
+        // duration runs to the end of the rollback
+        let ecs = s.stacks.iter().find(|x| x.name == "Ecs").expect("Ecs");
+        assert_eq!(ecs.duration_seconds, 360.0);
+    }
+
+    #[test]
+    fn an_unfinished_rollback_is_reported_failed() {
+        let mut r = rolled(
+            record("Ecs", "infra", Action::Created, 20, ""),
+            crate::record::RollbackOperation::Delete,
+            Action::RolledBack,
+            "",
+        );
+        if let Some(rb) = r.rollback.as_mut() {
+            rb.outcome = None;
+            rb.phase = crate::record::RollbackPhase::Executing;
+            rb.status = Some("DELETE_IN_PROGRESS".into());
+        }
+        let s = build(&run(), &rollback_plan(), &[r], None);
+        let ecs = &s.stacks[1];
+        assert_eq!(ecs.action, Action::RollbackFailed);
+        assert!(
+            ecs.reason
+                .contains("did not finish before the run ended (last status DELETE_IN_PROGRESS)"),
+            "{}",
+            ecs.reason
+        );
+        assert_eq!(s.failed_stack.as_deref(), Some("Ecs"));
+    }
+
+    #[test]
+    fn failure_alert_lists_what_was_rolled_back_after_the_table() {
+        let s = rolled_back_summary();
+        let m = finished(&run(), &s);
+        assert_eq!(m.subject, "stackwave dev: FAILED at Db");
+        let lines: Vec<&str> = m.body.lines().collect();
+        assert_eq!(lines[0], "Stack Db failed.");
+        assert_eq!(lines[2], "  Logical id: Cluster");
+        assert_eq!(lines[3], "  Type:       AWS::RDS::DBCluster");
+        assert!(m
+            .body
+            .contains("2 stacks skipped: they depend on a failed stack."));
+        assert!(m.body.contains("1 stack not started"));
+        let at = |needle: &str| m.body.find(needle).unwrap_or(usize::MAX);
+        assert!(at("Root cause") < at("STACK"));
+        assert!(at("STACK") < at("Rolled back: 3 stacks"));
+        assert!(at("Rolled back: 3 stacks") < at("Rollback FAILED: 1 stack"));
+        assert!(at("Rollback FAILED: 1 stack") < at("Console:"));
+        assert!(m
+            .body
+            .contains("  Net: restored to its previous template and parameters\n"));
+        assert!(m.body.contains("  Ecs: deleted (created by this run)\n"));
+        assert!(m.body.contains("  Db: deleted (created by this run)\n"));
+        assert!(m
+            .body
+            .contains("(a separate alert says how to fix it): Cache"));
+        assert!(m.body.contains("rolled_back"));
+        assert!(m.body.contains("rollback_failed"));
+        assert!(m.body.contains("skipped"));
+        // no rollback: no section
+        let plain = finished(&run(), &failed_summary());
+        assert!(!plain.body.contains("Rolled back"));
+        assert!(!plain.body.contains("Rollback FAILED"));
+    }
+
+    #[test]
+    fn rollback_failed_alert_needs_a_human() {
+        let s = rolled_back_summary();
+        let m = rollback_failed(&run(), &s);
+        assert_eq!(m.subject, "stackwave dev: ROLLBACK FAILED - needs a human");
+        assert!(m.subject.len() <= MAX_SUBJECT_LEN);
+        assert!(
+            m.body.starts_with(
+                "The rollback of the failed deployment to dev did not complete: 1 stack could not be restored. A human must fix it"
+            ),
+            "{}",
+            m.body
+        );
+        assert!(m.body.contains("Stack Cache (stage data):\n"));
+        assert!(m
+            .body
+            .contains("The bucket you tried to delete is not empty. Fix: empty or detach"));
+        assert!(m.body.contains(
+            "The deployment failed at stack Db: Cluster (AWS::RDS::DBCluster): The parameter MasterUsername is not valid."
+        ));
+        assert!(m.body.contains("Rolled back: Net, Ecs, Db\n"));
+        assert!(m
+            .body
+            .contains(&format!("Console:     {}", console_url(ARN))));
+        assert!(!m.body.contains("Stack Net"));
     }
 }

@@ -27,7 +27,7 @@ use aws_sdk_cloudformation::Client as Cfn;
 use aws_smithy_mocks::{mock, Rule};
 use chrono::{DateTime, Utc};
 use stackwave_check::handle;
-use stackwave_core::io::{CheckInput, CheckOutput, DeployStackInput};
+use stackwave_core::io::{CheckInput, CheckMode, CheckOutput, DeployStackInput};
 use stackwave_core::reconcile;
 use stackwave_core::record::{Action, Operation, Phase, StackRecord};
 use support::*;
@@ -45,6 +45,7 @@ async fn check(
             run: run(),
             stacks: stacks.iter().map(|s| s.to_string()).collect(),
             attempt,
+            mode: CheckMode::Deploy,
         },
     )
     .await
