@@ -18,6 +18,7 @@ pub const ERROR_NAMES: &[&str] = &[
     "Throttled",
     "AwsServiceError",
     "RollbackFailed",
+    "DuplicateEvent",
     "InternalError",
 ];
 
@@ -78,6 +79,15 @@ pub enum Error {
     #[error("rollback of stack {stack} failed: {cause}. A human must look at this stack")]
     RollbackFailed { stack: String, cause: String },
 
+    /// The EventBridge event that started this execution was already handled by another
+    /// execution (a redelivery, or the same upload seen twice): nothing is deployed.
+    #[error("duplicate event: {event} was already handled by execution {execution} (claimed in SSM parameter {parameter}); this execution deployed nothing. Fix: nothing, for a redelivered event; to deploy again, upload the manifest again (a new object version), send a new event, or start an execution from the console")]
+    DuplicateEvent {
+        event: String,
+        execution: String,
+        parameter: String,
+    },
+
     /// A bug or an unexpected state.
     #[error("internal error: {0}")]
     Internal(String),
@@ -97,6 +107,7 @@ impl Error {
             Error::Throttled { .. } => "Throttled",
             Error::AwsService { .. } => "AwsServiceError",
             Error::RollbackFailed { .. } => "RollbackFailed",
+            Error::DuplicateEvent { .. } => "DuplicateEvent",
             Error::Internal(_) => "InternalError",
         }
     }
@@ -165,6 +176,11 @@ mod tests {
             Error::RollbackFailed {
                 stack: String::new(),
                 cause: String::new(),
+            },
+            Error::DuplicateEvent {
+                event: String::new(),
+                execution: String::new(),
+                parameter: String::new(),
             },
             Error::Internal(String::new()),
         ];

@@ -13,5 +13,6 @@ pub mod rollback;
 pub mod status;
 pub mod summary;
 pub mod synth;
+pub mod trigger;
 
 pub use error::{Error, Result, ERROR_NAMES};

@@ -1,6 +1,8 @@
-//! The plan function: validate the execution input, load the manifest from S3, validate and plan
-//! it, and store the plan in the run's S3 prefix. The state machine carries only the small
-//! [`PlanOutput`]; the full plan (templates as S3 keys, parameters, tags) stays in S3.
+//! The plan function: validate the execution input (the console input or an EventBridge event,
+//! see `stackwave_core::trigger`), claim the event so that a redelivery deploys nothing, load the
+//! manifest from S3, validate and plan it, and store the plan in the run's S3 prefix. The state
+//! machine carries only the small [`PlanOutput`]; the full plan (templates as S3 keys,
+//! parameters, tags) stays in S3.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -11,15 +13,17 @@ use stackwave_core::io::{
     DEFAULT_MAX_CONCURRENCY,
 };
 use stackwave_core::manifest::ValidationIssue;
+use stackwave_core::trigger::{self, Trigger, TriggerEvent};
 use stackwave_core::Error;
 use tracing::{info, warn};
 
 /// The input shape, shown in `InvalidInput` errors.
 pub const ACCEPTED: &str = "{\"input\": {\"manifest\": \"s3://bucket/key/manifest.yaml\", \"environment\": \"dev\", \"pollSeconds\": {\"min\": 5, \"max\": 60}}, \"execution\": {\"arn\": \"...\", \"name\": \"...\"}}";
 
-/// The execution input's accepted shape (what a person types in the console), shown in
-/// `InvalidInput` errors about it.
-pub const EXECUTION_ACCEPTED: &str = "{\"environment\": \"dev\" (required: letters, digits and '-', at most 32, starting with a letter or digit), \"manifest\": \"s3://bucket/deployments/dev/<timestamp>/manifest.yaml\" (optional: defaults to the SSM parameter /stackwave/<environment>/manifest-uri), \"pollSeconds\": {\"min\": 5, \"max\": 60} (optional: 1 <= min <= max <= 3600), \"maxConcurrency\": 10 (optional: stacks of one wave deployed at once, 1 to 40)}";
+/// The console input's accepted shape (what a person types in the console), shown in
+/// `InvalidInput` errors about its values. Errors about the input's shape show every accepted
+/// shape ([`trigger::ACCEPTED_SHAPES`]: the console input and the two EventBridge events).
+pub const EXECUTION_ACCEPTED: &str = trigger::CONSOLE_SHAPE;
 
 /// Largest poll interval accepted, in seconds.
 pub const MAX_POLL_SECONDS: u32 = 3600;
@@ -43,16 +47,13 @@ pub fn manifest_uri_parameter(environment: &str) -> String {
 
 pub async fn handle(ctx: &Ctx, input: PlanInput) -> Result<PlanOutput, Error> {
     let PlanInput { input, execution } = input;
-    let exec = parse_execution_input(input)?;
+    let Trigger { input: exec, event } = trigger::from_value(input)?;
     validate_execution(&execution)?;
     let environment = exec.environment.clone();
-    validate_environment(&environment)?;
-    let poll = validate_poll(exec.poll_seconds)?;
-    let max_concurrency = validate_max_concurrency(exec.max_concurrency)?;
-    if exec.dry_run {
-        return Err(invalid(
-            "`dryRun` is reserved and not supported yet; nothing was deployed. Fix: remove `dryRun` to deploy, or run `stackwave validate` to check a manifest without deploying",
-        ));
+    let (poll, max_concurrency) =
+        validate_settings(&exec).map_err(|e| from_event(e, event.as_ref()))?;
+    if let Some(event) = &event {
+        claim_event(ctx, &environment, event, &execution).await?;
     }
 
     let (manifest_uri, from_input) = match exec.manifest.as_deref() {
@@ -149,10 +150,107 @@ fn invalid(message: impl Into<String>) -> Error {
     }
 }
 
-/// The raw execution input as [`ExecutionInput`]: an unknown field or a wrong type is
-/// `InvalidInput` showing the accepted shape.
+/// The raw execution input of any accepted shape (console input or EventBridge envelope) as
+/// [`ExecutionInput`]: a wrong shape is `InvalidInput` showing the accepted shapes.
 pub fn parse_execution_input(value: serde_json::Value) -> Result<ExecutionInput, Error> {
-    serde_json::from_value(value).map_err(|e| invalid(format!("execution input: {e}")))
+    trigger::from_value(value).map(|t| t.input)
+}
+
+/// Environment, poll settings, concurrency and the reserved dry-run flag.
+fn validate_settings(exec: &ExecutionInput) -> Result<(PollSeconds, u32), Error> {
+    validate_environment(&exec.environment)?;
+    let poll = validate_poll(exec.poll_seconds)?;
+    let max_concurrency = validate_max_concurrency(exec.max_concurrency)?;
+    if exec.dry_run {
+        return Err(invalid(
+            "`dryRun` is reserved and not supported yet; nothing was deployed. Fix: remove `dryRun` to deploy, or run `stackwave validate` to check a manifest without deploying",
+        ));
+    }
+    Ok((poll, max_concurrency))
+}
+
+/// An input error in an event's values names the event and shows every accepted shape.
+fn from_event(error: Error, event: Option<&TriggerEvent>) -> Error {
+    match (error, event) {
+        (Error::InvalidInput { message, .. }, Some(event)) => Error::InvalidInput {
+            message: format!("{message} (from {})", event.description),
+            accepted: trigger::ACCEPTED_SHAPES.to_string(),
+        },
+        (error, _) => error,
+    }
+}
+
+/// Claim the event that started this execution: `/stackwave/<env>/events/<dedup key>`, created
+/// only if absent (PutParameter without Overwrite), holding this execution's ARN. Another
+/// execution's claim makes this delivery a duplicate (`DuplicateEvent`); this execution's own
+/// claim (plan retried after a Lambda service error) is not.
+async fn claim_event(
+    ctx: &Ctx,
+    environment: &str,
+    event: &TriggerEvent,
+    execution: &ExecutionRef,
+) -> Result<(), Error> {
+    let Some(name) = event.claim_parameter(environment) else {
+        warn!(environment = %environment, event = %event.description, "the event has no id, object version or etag to tell deliveries apart; not deduplicated");
+        return Ok(());
+    };
+    let result = ctx
+        .clients
+        .ssm
+        .put_parameter()
+        .name(&name)
+        .value(&execution.arn)
+        .description(truncate(
+            &format!("stackwave: {} started this execution", event.description),
+            MAX_PARAMETER_DESCRIPTION,
+        ))
+        .r#type(ParameterType::String)
+        .overwrite(false)
+        .send()
+        .await;
+    let error = match result {
+        Ok(_) => {
+            info!(environment = %environment, event = %event.description, parameter = %name, "event claimed");
+            return Ok(());
+        }
+        Err(e) => e.into_service_error(),
+    };
+    if !error.is_parameter_already_exists() {
+        return Err(stackwave_aws::store::aws_error_meta(
+            "ssm:PutParameter",
+            &error,
+        ));
+    }
+    let holder = match ctx.clients.ssm.get_parameter().name(&name).send().await {
+        Ok(out) => out
+            .parameter
+            .and_then(|p| p.value)
+            .unwrap_or_else(|| "(unknown: the parameter has no value)".to_string()),
+        Err(e) => {
+            let e = aws_error("ssm:GetParameter", e);
+            format!("(unknown: could not read {name}: {e})")
+        }
+    };
+    if holder == execution.arn {
+        info!(environment = %environment, event = %event.description, parameter = %name, "event already claimed by this execution (retried invoke)");
+        return Ok(());
+    }
+    warn!(environment = %environment, event = %event.description, parameter = %name, holder = %holder, "duplicate event: deploying nothing");
+    Err(Error::DuplicateEvent {
+        event: event.description.clone(),
+        execution: holder,
+        parameter: name,
+    })
+}
+
+/// Longest SSM parameter description.
+const MAX_PARAMETER_DESCRIPTION: usize = 1024;
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => text[..i].to_string(),
+        None => text.to_string(),
+    }
 }
 
 fn validate_execution(execution: &ExecutionRef) -> Result<(), Error> {

@@ -516,3 +516,284 @@ async fn handle_json_rejects_a_malformed_wrapper() {
     assert_eq!(err.name(), "InvalidInput");
     assert!(err.to_string().contains("execution"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// EventBridge envelopes and deduplication.
+// ---------------------------------------------------------------------------------------------
+
+const UPLOAD_KEY: &str = "manifests/dev/t1/manifest.yaml";
+const UPLOAD_DIR: &str = "manifests/dev/t1/";
+const OTHER_EXECUTION: &str =
+    "arn:aws:states:us-east-1:123456789012:execution:stackwave-deploy:first-delivery";
+
+fn s3_upload_event() -> Value {
+    json!({
+        "version": "0",
+        "id": "17793124-05d4-b198-2fde-7ededc63b103",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2026-11-27T10:15:00Z",
+        "region": "us-east-1",
+        "resources": ["arn:aws:s3:::artifacts"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": BUCKET},
+            "object": {"key": UPLOAD_KEY, "size": 512, "etag": "b1946ac92492d2347c6235b4d2611184", "version-id": "v-2", "sequencer": "617f08299329d189"},
+            "request-id": "N4N7GDK58NMKJ12R",
+            "requester": "123456789012",
+            "source-ip-address": "1.2.3.4",
+            "reason": "PutObject"
+        }
+    })
+}
+
+fn deployment_requested(detail: Value) -> Value {
+    json!({
+        "version": "0",
+        "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "detail-type": "Deployment Requested",
+        "source": "stackwave",
+        "account": "123456789012",
+        "time": "2026-11-27T10:15:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail
+    })
+}
+
+fn upload_keys() -> &'static [&'static str] {
+    &[
+        UPLOAD_KEY,
+        "manifests/dev/t1/templates/network.yaml",
+        "manifests/dev/t1/templates/ecs.yaml",
+        "manifests/dev/t1/templates/dns.yaml",
+    ]
+}
+
+#[tokio::test]
+async fn an_s3_upload_event_claims_the_object_version_and_plans_the_uploaded_manifest() {
+    let puts = Arc::new(Mutex::new(Vec::new()));
+    let params = Arc::new(Mutex::new(Vec::new()));
+    let get = get_manifest(UPLOAD_KEY, MANIFEST);
+    let listing = list(UPLOAD_DIR, upload_keys());
+    let head = head_ok("manifests/dev/shared/api.yaml");
+    let put = capture_puts(&puts);
+    let put_param = capture_params(&params);
+    let s3 = mock_client!(
+        aws_sdk_s3,
+        RuleMode::MatchAny,
+        [&get, &listing, &head, &put]
+    );
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&put_param]);
+    let ctx = ctx(s3, ssm, BUCKET).await;
+
+    let out = stackwave_plan::handle(&ctx, input(s3_upload_event()))
+        .await
+        .expect("plan succeeds");
+
+    assert_eq!(out.run.environment, "dev");
+    assert_eq!(
+        out.run.manifest_uri,
+        "s3://artifacts/manifests/dev/t1/manifest.yaml"
+    );
+    assert_eq!(out.stack_count, 4);
+    assert_eq!(get.num_calls(), 1);
+    let params = params.lock().unwrap();
+    assert_eq!(params.len(), 2, "{params:?}");
+    let (claim, value, kind, overwrite) = &params[0];
+    assert!(
+        claim.starts_with("/stackwave/dev/events/s3-"),
+        "the claim comes first: {claim}"
+    );
+    assert_eq!(
+        value,
+        "arn:aws:states:us-east-1:123456789012:execution:stackwave-deploy:exec-1"
+    );
+    assert_eq!(kind, &Some(ParameterType::String));
+    assert_eq!(*overwrite, Some(false), "created only if absent");
+    assert_eq!(
+        params[1],
+        (
+            "/stackwave/dev/manifest-uri".to_string(),
+            "s3://artifacts/manifests/dev/t1/manifest.yaml".to_string(),
+            Some(ParameterType::String),
+            Some(true),
+        ),
+        "the S3 trigger keeps the environment's manifest location up to date"
+    );
+    assert_eq!(puts.lock().unwrap().len(), 1, "the plan is stored");
+}
+
+#[tokio::test]
+async fn a_second_delivery_is_a_duplicate_naming_the_first_execution_and_reads_nothing() {
+    let get = get_manifest(UPLOAD_KEY, MANIFEST);
+    let put_param = mock!(aws_sdk_ssm::Client::put_parameter)
+        .match_requests(|r| {
+            r.name()
+                .is_some_and(|n| n.starts_with("/stackwave/dev/events/"))
+                && r.overwrite() == Some(false)
+        })
+        .then_error(|| {
+            aws_sdk_ssm::operation::put_parameter::PutParameterError::ParameterAlreadyExists(
+                aws_sdk_ssm::types::error::ParameterAlreadyExists::builder().build(),
+            )
+        });
+    let get_param = mock!(aws_sdk_ssm::Client::get_parameter)
+        .match_requests(|r| {
+            r.name()
+                .is_some_and(|n| n.starts_with("/stackwave/dev/events/"))
+        })
+        .then_output(|| {
+            GetParameterOutput::builder()
+                .parameter(Parameter::builder().value(OTHER_EXECUTION).build())
+                .build()
+        });
+    let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&get]);
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&put_param, &get_param]);
+    let ctx = ctx(s3, ssm, BUCKET).await;
+
+    for event in [
+        s3_upload_event(),
+        deployment_requested(
+            json!({"manifest": "s3://artifacts/deployments/dev/t1/manifest.yaml", "environment": "dev"}),
+        ),
+    ] {
+        let err = stackwave_plan::handle(&ctx, input(event.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.name(), "DuplicateEvent", "{event}");
+        let text = err.to_string();
+        assert!(text.contains(OTHER_EXECUTION), "{text}");
+        assert!(text.contains("/stackwave/dev/events/"), "{text}");
+        assert!(text.contains("deployed nothing"), "{text}");
+    }
+    let err = stackwave_plan::handle(&ctx, input(s3_upload_event()))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("S3 upload s3://artifacts/manifests/dev/t1/manifest.yaml (version v-2)"),
+        "{err}"
+    );
+    let err = stackwave_plan::handle(
+        &ctx,
+        input(deployment_requested(
+            json!({"manifest": "s3://artifacts/m.yaml", "environment": "dev"}),
+        )),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Deployment Requested event 6a7e8feb-b491-4cf7-a9f1-bf3703467718"),
+        "{err}"
+    );
+    assert_eq!(get.num_calls(), 0, "a duplicate reads no manifest");
+}
+
+#[tokio::test]
+async fn a_retried_plan_of_the_same_execution_keeps_its_own_claim() {
+    let puts = Arc::new(Mutex::new(Vec::new()));
+    let put_claim = mock!(aws_sdk_ssm::Client::put_parameter)
+        .match_requests(|r| r.overwrite() == Some(false))
+        .then_error(|| {
+            aws_sdk_ssm::operation::put_parameter::PutParameterError::ParameterAlreadyExists(
+                aws_sdk_ssm::types::error::ParameterAlreadyExists::builder().build(),
+            )
+        });
+    let put_uri = mock!(aws_sdk_ssm::Client::put_parameter)
+        .match_requests(|r| r.overwrite() == Some(true))
+        .then_output(|| PutParameterOutput::builder().version(3).build());
+    let get_param = mock!(aws_sdk_ssm::Client::get_parameter).then_output(|| {
+        GetParameterOutput::builder()
+            .parameter(
+                Parameter::builder()
+                    .value(
+                        "arn:aws:states:us-east-1:123456789012:execution:stackwave-deploy:exec-1",
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    let get = get_manifest(MANIFEST_KEY, MANIFEST);
+    let listing = list(DIR, template_keys());
+    let head = head_ok("deployments/dev/shared/api.yaml");
+    let put = capture_puts(&puts);
+    let s3 = mock_client!(
+        aws_sdk_s3,
+        RuleMode::MatchAny,
+        [&get, &listing, &head, &put]
+    );
+    let ssm = mock_client!(
+        aws_sdk_ssm,
+        RuleMode::MatchAny,
+        [&put_claim, &put_uri, &get_param]
+    );
+    let ctx = ctx(s3, ssm, BUCKET).await;
+
+    let out = stackwave_plan::handle(
+        &ctx,
+        input(deployment_requested(json!({
+            "manifest": "s3://artifacts/deployments/dev/t1/manifest.yaml",
+            "environment": "dev",
+            "pollSeconds": {"min": 1, "max": 2},
+            "maxConcurrency": 4
+        }))),
+    )
+    .await
+    .expect("its own claim is not a duplicate");
+    assert_eq!(put_claim.num_calls(), 1);
+    assert_eq!(get_param.num_calls(), 1);
+    assert_eq!(out.run.poll, PollSeconds { min: 1, max: 2 });
+    assert_eq!(out.run.max_concurrency, 4);
+    assert_eq!(puts.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_wrong_event_is_invalid_input_and_claims_nothing() {
+    let put_param = mock!(aws_sdk_ssm::Client::put_parameter)
+        .then_output(|| PutParameterOutput::builder().build());
+    let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, Vec::<&Rule>::new());
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&put_param]);
+    let ctx = ctx(s3, ssm, BUCKET).await;
+
+    let mut outside = s3_upload_event();
+    outside["detail"]["object"]["key"] = json!("deployments/dev/t1/manifest.yaml");
+    let mut bad_env = s3_upload_event();
+    bad_env["detail"]["object"]["key"] = json!("manifests/dev_1/manifest.yaml");
+    for (event, needles) in [
+        (
+            outside,
+            vec!["manifests/<environment>/", "Accepted shape: one of"],
+        ),
+        (
+            bad_env,
+            vec![
+                "dev_1",
+                "from S3 upload s3://artifacts/manifests/dev_1/manifest.yaml",
+                "Deployment Requested",
+            ],
+        ),
+        (
+            deployment_requested(
+                json!({"manifest": "s3://artifacts/m.yaml", "environment": "dev", "pollSeconds": {"min": 9, "max": 1}}),
+            ),
+            vec!["pollSeconds", "from Deployment Requested event"],
+        ),
+        (
+            deployment_requested(json!({"environment": "dev"})),
+            vec!["manifest", "Accepted shape: one of"],
+        ),
+    ] {
+        let err = stackwave_plan::handle(&ctx, input(event.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.name(), "InvalidInput", "{event}");
+        let text = err.to_string();
+        for needle in needles {
+            assert!(text.contains(needle), "{needle:?} not in {text}");
+        }
+    }
+    assert_eq!(put_param.num_calls(), 0, "a rejected event claims nothing");
+}
