@@ -26,13 +26,15 @@ def apply_patches() -> None:
     global _applied
     if _applied:
         return
-    from . import change_sets, cloudformation_async, faults, stepfunctions, template_url
+    from . import change_sets, cloudformation_async, eventbridge, faults, ssm, stepfunctions, template_url
 
     template_url.install()
     cloudformation_async.install()  # the lock around every CloudFormation call
     change_sets.install()
     faults.install()  # throttling, outside the lock
     stepfunctions.install()
+    eventbridge.install()
+    ssm.install()
     _applied = True
 
 

@@ -1,0 +1,257 @@
+"""EventBridge delivery to Step Functions, and S3's EventBridge events, as AWS documents them.
+
+1. A rule whose target is a Step Functions state machine starts an execution of it, with the
+   matched event as the execution input, or the target's ``Input`` (constant JSON),
+   ``InputPath`` or ``InputTransformer`` result instead (EventBridge User Guide, "Event bus
+   targets" and "Input transformation"). EventBridge names the execution itself. moto raised
+   NotImplementedError ("Expr not defined") for such a target: PutEvents answered HTTP 500 and
+   S3 events were dropped without a trace. Delivery is asynchronous, as in AWS: PutEvents and
+   PutObject answer first, the execution starts just after (one delivery thread, in order). A
+   failed StartExecution is logged (AWS retries it under the target's RetryPolicy).
+
+2. The event a target receives is the EventBridge event: ``version``, ``id``, ``detail-type``,
+   ``source``, ``account``, ``time`` as ``YYYY-MM-DDThh:mm:ssZ``, ``region``, ``resources``,
+   ``detail`` (User Guide, "Amazon EventBridge events"). moto's internal form has ``time`` as
+   epoch seconds and an ``ingestion-time`` field.
+
+3. Disabled rules deliver nothing (moto delivered matched events to their targets anyway).
+
+4. S3 sends events to the account's default event bus when the bucket's EventBridge
+   notifications are on, in the form of the S3 User Guide, "EventBridge event message
+   structure": a new UUID ``id`` per event (moto: the same fixed id for every event);
+   ``detail.object.etag`` (moto: ``eTag``); ``detail.object.version-id`` only for an object
+   that has a version, i.e. in a versioned bucket (moto: ``"null"`` for unversioned buckets);
+   an increasing ``sequencer``; a fresh ``request-id``; ``reason`` naming the API
+   (``PutObject``, ``POST Object``, ``CopyObject``, ``CompleteMultipartUpload``,
+   ``DeleteObject``; moto: ``ObjectCreated``); ``deletion-type`` on deletions. moto also sent
+   them to the rules of every event bus, not only the default one.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+log = logging.getLogger("stackwave_emulator.eventbridge")
+
+_ORIGINAL: dict[str, Any] = {}
+
+# reason and deletion-type of S3's EventBridge events, by moto's S3 notification event name.
+_S3_REASONS: dict[str, tuple[str, str | None]] = {
+    "s3:ObjectCreated:Put": ("PutObject", None),
+    "s3:ObjectCreated:Post": ("POST Object", None),
+    "s3:ObjectCreated:Copy": ("CopyObject", None),
+    "s3:ObjectCreated:CompleteMultipartUpload": ("CompleteMultipartUpload", None),
+    "s3:ObjectRemoved:Delete": ("DeleteObject", "Permanently Deleted"),
+    "s3:ObjectRemoved:DeleteMarkerCreated": ("DeleteObject", "Delete Marker Created"),
+    "s3:LifecycleExpiration:Delete": ("Lifecycle Expiration", "Permanently Deleted"),
+    "s3:LifecycleExpiration:DeleteMarkerCreated": ("Lifecycle Expiration", "Delete Marker Created"),
+}
+
+_sequence = itertools.count(1)
+_sequence_lock = threading.Lock()
+
+
+def _sequencer() -> str:
+    """Hexadecimal, increasing: later events of a key compare greater, as S3's sequencer does."""
+    with _sequence_lock:
+        n = next(_sequence)
+    return f"{time.time_ns() // 1_000_000:012X}{n:06X}"
+
+
+def _iso_time(value: Any) -> str:
+    if isinstance(value, (int, float)):
+        moment = datetime.fromtimestamp(float(value), tz=timezone.utc)
+    elif isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    elif isinstance(value, str) and value:
+        return value
+    else:
+        moment = datetime.now(tz=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def delivered_event(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as EventBridge hands it to a target (no internal fields, ISO time)."""
+    out: dict[str, Any] = {}
+    for name in ("version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"):
+        if name in event:
+            out[name] = event[name]
+    out.setdefault("version", "0")
+    out["time"] = _iso_time(event.get("time"))
+    return out
+
+
+def target_input(target: dict[str, Any], event: dict[str, Any], internal: dict[str, Any]) -> str:
+    """The execution input for one target: Input, InputPath, InputTransformer, else the event."""
+    if target.get("Input") is not None:
+        return str(target["Input"])
+    if target.get("InputPath"):
+        from jsonpath_ng.ext import parse
+
+        matches = parse(target["InputPath"]).find(event)  # type: ignore[no-untyped-call]
+        return json.dumps(matches[0].value if matches else None)
+    transformer = target.get("InputTransformer")
+    if transformer:
+        from moto.events.utils import EventTemplateParser
+
+        source = dict(event)
+        source["ingestion-time"] = internal.get("ingestion-time", time.time())
+        return json.dumps(
+            EventTemplateParser.parse(
+                input_template=transformer.get("InputTemplate"),
+                input_paths_map=transformer.get("InputPathsMap", {}),
+                event=source,  # type: ignore[arg-type]
+            )
+        )
+    return json.dumps(event)
+
+
+def is_state_machine(arn: str) -> bool:
+    parts = arn.split(":", 6)
+    return len(parts) >= 7 and parts[2] == "states" and parts[5] == "stateMachine"
+
+
+# -- asynchronous delivery ---------------------------------------------------------------------
+
+_deliveries: queue.Queue[Callable[[], None]] = queue.Queue()
+_worker: threading.Thread | None = None
+_worker_lock = threading.Lock()
+
+
+def _run_deliveries() -> None:
+    while True:
+        job = _deliveries.get()
+        try:
+            job()
+        except Exception:  # noqa: BLE001 - a failed delivery must not stop the others
+            log.exception("EventBridge delivery failed")
+        finally:
+            _deliveries.task_done()
+
+
+def _submit(job: Callable[[], None]) -> None:
+    global _worker
+    with _worker_lock:
+        if _worker is None or not _worker.is_alive():
+            _worker = threading.Thread(target=_run_deliveries, name="eventbridge-delivery", daemon=True)
+            _worker.start()
+    _deliveries.put(job)
+
+
+def wait_for_deliveries() -> None:
+    """Block until every queued delivery ran (for in-process callers and tests)."""
+    _deliveries.join()
+
+
+def _start_execution(rule: str, arn: str, execution_input: str, event_id: str) -> None:
+    from moto.stepfunctions.responses import get_backend
+
+    parts = arn.split(":")
+    region, account = parts[3], parts[4]
+    try:
+        execution = get_backend(account, region).start_execution(arn, None, execution_input)
+    except Exception as err:  # noqa: BLE001 - AWS retries under the target's RetryPolicy; we log
+        log.warning("rule %s: StartExecution on %s failed for event %s: %s", rule, arn, event_id, err)
+        return
+    log.info("rule %s: event %s started %s", rule, event_id, getattr(execution, "execution_arn", "?"))
+
+
+# -- patches -----------------------------------------------------------------------------------
+
+
+def send_to_targets(self: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
+    if getattr(self, "state", "ENABLED") != "ENABLED":
+        return
+    machines = [t for t in self.targets if is_state_machine(str(t.get("Arn", "")))]
+    if not machines:
+        _ORIGINAL["send_to_targets"](self, original_event, transform_input)
+        return
+    if not self.event_pattern.matches_event(original_event):
+        return
+    others = [t for t in self.targets if not is_state_machine(str(t.get("Arn", "")))]
+    if others:
+        rest = copy.copy(self)
+        rest.targets = others
+        _ORIGINAL["send_to_targets"](rest, original_event, transform_input)
+    event = delivered_event(original_event)
+    for target in machines:
+        payload = target_input(target, event, original_event)
+        _submit(
+            lambda arn=target["Arn"], payload=payload: _start_execution(
+                self.name, arn, payload, str(event.get("id"))
+            )
+        )
+
+
+def s3_event(account_id: str, bucket: Any, event_name: str, key: Any) -> dict[str, Any]:
+    """S3's EventBridge event for one object, in moto's internal form (epoch ``time``)."""
+    from moto.s3.notifications import _detail_type
+
+    reason, deletion_type = _S3_REASONS.get(event_name, (event_name.split(":")[1], None))
+    obj: dict[str, Any] = {"key": key.name}
+    if deletion_type is None:
+        obj["size"] = key.size
+        obj["etag"] = key.etag.replace('"', "")
+    version = getattr(key, "_version_id", None)
+    if version and version != "null":
+        obj["version-id"] = version
+    obj["sequencer"] = _sequencer()
+    detail: dict[str, Any] = {
+        "version": "0",
+        "bucket": {"name": bucket.name},
+        "object": obj,
+        "request-id": uuid.uuid4().hex[:16].upper(),
+        "requester": account_id,
+        "source-ip-address": "127.0.0.1",
+        "reason": reason,
+    }
+    if deletion_type is not None:
+        detail["deletion-type"] = deletion_type
+    now = time.time()
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": _detail_type(event_name),
+        "source": "aws.s3",
+        "account": account_id,
+        "time": now,
+        "region": bucket.region_name,
+        "resources": [bucket.arn],
+        "detail": detail,
+    }
+
+
+def send_s3_event(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
+    """Replaces moto.s3.notifications._send_event_bridge_message."""
+    try:
+        from moto.events.models import events_backends
+
+        event = s3_event(account_id, bucket, event_name, key)
+        bus = events_backends[account_id][bucket.region_name].event_buses.get("default")
+        if bus is None:
+            return
+        for rule in list(bus.rules.values()):
+            rule.send_to_targets(copy.deepcopy(event), transform_input=False)
+    except Exception:  # noqa: BLE001 - asynchronous in AWS: the S3 call succeeds regardless
+        log.exception("S3 event for s3://%s/%s not sent to EventBridge", bucket.name, key.name)
+
+
+def install() -> None:
+    if _ORIGINAL:
+        return
+    import moto.s3.notifications as notifications
+    from moto.events.models import Rule
+
+    _ORIGINAL["send_to_targets"] = Rule.send_to_targets
+    _ORIGINAL["_send_event_bridge_message"] = notifications._send_event_bridge_message
+    Rule.send_to_targets = send_to_targets  # type: ignore[method-assign]
+    notifications._send_event_bridge_message = send_s3_event  # type: ignore[assignment]
