@@ -74,6 +74,30 @@ pub fn describe(record: &StackRecord) -> String {
                 .map(|s| format!(" ({s})"))
                 .unwrap_or_default()
         ),
+        Phase::WaitingForOther => format!(
+            "waiting for another operation to finish{}",
+            record
+                .status
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
+        ),
+        Phase::ContinuingRollback => format!(
+            "{op} → continuing the failed rollback{}",
+            record
+                .status
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
+        ),
+        Phase::CancellingTimeout => format!(
+            "{op} → timed out, cancelling{}",
+            record
+                .status
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default()
+        ),
         Phase::ChangeSetPending => format!("{op} → change set pending"),
         // Until check sees the operation's own status, the record holds the status from
         // before it (e.g. the old stack's UPDATE_COMPLETE): show that as "executing".

@@ -17,6 +17,10 @@ pub const NAME_PREFIX: &str = "sw-";
 pub const OP_EXECUTE: &str = "execute";
 /// Token operation for deleting a ROLLBACK_COMPLETE leftover.
 pub const OP_DELETE: &str = "delete";
+/// Token operation for ContinueUpdateRollback on an UPDATE_ROLLBACK_FAILED stack.
+pub const OP_CONTINUE: &str = "continue";
+/// Token operation for CancelUpdateStack on a stack past its timeout.
+pub const OP_CANCEL: &str = "cancel";
 
 /// Reasons of resource events that are a consequence of another failure, not its cause.
 pub const CANCELLED_REASONS: &[&str] =
@@ -90,16 +94,41 @@ pub enum Start {
     Create,
     /// A stable stack: snapshot it, then an UPDATE change set.
     Update,
-    /// ROLLBACK_COMPLETE left by an earlier failed create: DeleteStack, then create.
+    /// ROLLBACK_COMPLETE left by an earlier failed create: DeleteStack, then create. The only
+    /// delete of the deployment path (see [`may_delete`]).
     DeleteLeftover,
     /// DELETE_IN_PROGRESS (our own delete, seen by a retried invoke, or someone else's): wait for
     /// the delete to finish, then create.
     AwaitDelete,
+    /// UPDATE_ROLLBACK_FAILED: ContinueUpdateRollback; once UPDATE_ROLLBACK_COMPLETE, snapshot and
+    /// update as usual.
+    ContinueRollback,
+    /// Another operation runs on the stack (`*_IN_PROGRESS`): wait for it to settle, within the
+    /// stack's timeout, then start what the settled status calls for.
+    WaitForOther,
     /// The stack cannot be deployed as it is.
     Refuse { cause: String, fix: String },
 }
 
+/// The deletion rule: stackwave never deletes a stack that has ever completed successfully,
+/// except a stack this same run created (run-level rollback deletes those).
+///
+/// The one status that proves a stack never completed is ROLLBACK_COMPLETE: its create failed
+/// and CloudFormation removed what it had made, so the stack holds nothing and can only be
+/// deleted. Every other status either is or may follow a completed create (UPDATE_*, IMPORT_*,
+/// DELETE_FAILED, …) or may hold resources (ROLLBACK_FAILED, CREATE_FAILED): those are never
+/// deleted unless this run created the stack.
+pub fn may_delete(status: &str, created_by_this_run: bool) -> bool {
+    created_by_this_run || classify(status) == StatusClass::RollbackComplete
+}
+
 /// Decide what deploy-stack starts. `status` is `None` when the stack does not exist.
+///
+/// An `*_IN_PROGRESS` stack seen here was not started by this run: deploy-stack finds no record
+/// of this run for the stack (a retried invoke returns the record and starts nothing), and the
+/// only operation it starts before writing the record is a delete (DELETE_IN_PROGRESS, awaited)
+/// or a ContinueUpdateRollback (UPDATE_ROLLBACK_IN_PROGRESS: waiting for it to settle and then
+/// deciding from the settled status is right whoever started it).
 pub fn start(status: Option<&str>) -> Start {
     let Some(status) = status else {
         return Start::Create;
@@ -107,18 +136,10 @@ pub fn start(status: Option<&str>) -> Start {
     match classify(status) {
         StatusClass::ReviewInProgress | StatusClass::Deleted => Start::Create,
         StatusClass::Succeeded | StatusClass::RolledBack => Start::Update,
-        StatusClass::RollbackComplete => Start::DeleteLeftover,
+        StatusClass::RollbackComplete if may_delete(status, false) => Start::DeleteLeftover,
         StatusClass::InProgress if status == "DELETE_IN_PROGRESS" => Start::AwaitDelete,
-        StatusClass::InProgress => Start::Refuse {
-            cause: format!("it is {status}: another operation is running on it"),
-            fix: "wait for that operation to finish (or stop it), then run the deployment again".into(),
-        },
-        StatusClass::UpdateRollbackFailed => Start::Refuse {
-            cause: format!("it is {status}: the rollback of an earlier update failed"),
-            fix: "fix the resources named in the stack's events, continue the rollback \
-                  (ContinueUpdateRollback), then run the deployment again"
-                .into(),
-        },
+        StatusClass::InProgress => Start::WaitForOther,
+        StatusClass::UpdateRollbackFailed => Start::ContinueRollback,
         StatusClass::Failed if status == "UPDATE_FAILED" => Start::Refuse {
             cause: format!("it is {status}: an earlier update failed with rollback disabled"),
             fix: "roll the stack back (RollbackStack) or fix and continue it, then run the deployment again".into(),
@@ -128,6 +149,10 @@ pub fn start(status: Option<&str>) -> Start {
             fix: "look at the stack's events, delete the stack (retaining resources that cannot be deleted), \
                   then run the deployment again"
                 .into(),
+        },
+        StatusClass::RollbackComplete => Start::Refuse {
+            cause: format!("it is {status}, and stackwave never deletes a stack it did not prove empty"),
+            fix: "delete the stack by hand, then run the deployment again".into(),
         },
         StatusClass::Unknown => Start::Refuse {
             cause: format!("it is in status {status}, which stackwave does not know"),
@@ -183,13 +208,27 @@ pub enum Step {
     Wait,
     /// The change set is ready: ExecuteChangeSet with the record's ClientRequestToken.
     ExecuteChangeSet,
-    /// The leftover is deleted: CreateChangeSet (CREATE).
+    /// The stack is absent (the leftover is deleted, or another operation left none):
+    /// CreateChangeSet (CREATE).
     CreateChangeSet,
+    /// The stack is stable again (UPDATE_ROLLBACK_COMPLETE after ContinueUpdateRollback, or
+    /// another operation settled): snapshot it, then CreateChangeSet (UPDATE).
+    UpdateChangeSet,
+    /// Another operation settled leaving a ROLLBACK_COMPLETE stack: DeleteStack with the delete
+    /// token (allowed by [`may_delete`]), then create.
+    DeleteLeftover,
+    /// Another operation settled leaving UPDATE_ROLLBACK_FAILED: ContinueUpdateRollback with the
+    /// continue token.
+    ContinueRollback,
     /// The change set holds no changes: delete it; the stack is `unchanged`.
     DeleteChangeSet,
     /// The stack settled with this action.
     Settle { action: Action, reason: String },
-    /// Past `timeoutMinutes` since `startedAt` (issue 3 will cancel the operation).
+    /// Past `timeoutMinutes` while UPDATE_IN_PROGRESS: CancelUpdateStack with the cancel token.
+    /// The record is `cancelling_timeout`; it settles once CloudFormation has rolled back.
+    CancelUpdate,
+    /// Past `timeoutMinutes` with nothing to cancel: settled failed at once, the reason
+    /// (`StackTimeout: …`) naming the status.
     Timeout,
 }
 
@@ -201,6 +240,9 @@ pub struct Advance {
     /// The stack failed through a stack operation: fetch its events and pass them to
     /// [`apply_events`] with this ClientRequestToken to find the root cause.
     pub fetch_events_token: Option<String>,
+    /// The stack timed out during this run's operation: fetch its events and pass them to
+    /// [`hanging_resource`] with this ClientRequestToken to name what hangs.
+    pub hanging_events_token: Option<String>,
 }
 
 fn settle(record: &mut StackRecord, action: Action, reason: String, now: DateTime<Utc>) -> Step {
@@ -218,17 +260,35 @@ fn succeeded_action(op: Operation) -> Action {
     }
 }
 
-/// Has the record run past its timeout at `now`?
+/// Has the record run past its timeout at `now`? The timeout counts from `startedAt`, when
+/// deploy-stack first looked at the stack: waiting for another operation and continuing a
+/// failed rollback count toward it.
 pub fn timed_out(record: &StackRecord, now: DateTime<Utc>) -> bool {
+    past(record, now, 1)
+}
+
+/// Past `factor` × `timeoutMinutes` since `startedAt`?
+fn past(record: &StackRecord, now: DateTime<Utc>, factor: i64) -> bool {
     parse_timestamp(&record.started_at).is_some_and(|start| {
-        now - start >= chrono::Duration::minutes(i64::from(record.timeout_minutes))
+        now - start >= chrono::Duration::minutes(i64::from(record.timeout_minutes) * factor)
     })
 }
+
+/// The fix named by every `StackTimeout` reason.
+pub const TIMEOUT_FIX: &str =
+    "raise timeoutMinutes for this stack in the manifest, or find what hangs \
+     (the root cause names the resource still in progress, when there was one)";
 
 /// Advance a record by one observation.
 ///
 /// - `deleting_leftover`: stack absent/DELETE_COMPLETE → CreateChangeSet, `change_set_pending`;
 ///   DELETE_FAILED (or another failed status) → failed (events with the delete token).
+/// - `waiting_for_other`: still `*_IN_PROGRESS` → wait; settled → this run's operation, decided
+///   by [`start`] on the settled status (create, update, delete a ROLLBACK_COMPLETE leftover,
+///   continue a failed rollback, or refuse).
+/// - `continuing_rollback`: UPDATE_ROLLBACK_COMPLETE → snapshot and UPDATE change set;
+///   UPDATE_ROLLBACK_FAILED again → failed with the reason and the fix (events with the
+///   continue token).
 /// - `change_set_pending`: change set CREATE_COMPLETE and AVAILABLE → ExecuteChangeSet,
 ///   `executing`; already EXECUTE_* (a retried check) → `executing`; OBSOLETE → failed;
 ///   FAILED with a no-change reason → DeleteChangeSet, `unchanged`; FAILED otherwise → failed
@@ -236,7 +296,13 @@ pub fn timed_out(record: &StackRecord, now: DateTime<Utc>) -> bool {
 /// - `executing`: CREATE/UPDATE/IMPORT_COMPLETE → created/updated (recreate → created) with the
 ///   outputs; a failed terminal status (ROLLBACK_COMPLETE, UPDATE_ROLLBACK_COMPLETE, *_FAILED,
 ///   DELETE_COMPLETE) → failed (events with the execute token); stack gone → failed.
-/// - anything still waiting past `timeoutMinutes` → [`Step::Timeout`], settled failed.
+/// - `cancelling_timeout`: UPDATE_ROLLBACK_COMPLETE → failed, `StackTimeout`; UPDATE_ROLLBACK_FAILED
+///   → failed, `StackTimeout`, with the rollback's failure (events with the cancel token);
+///   UPDATE_COMPLETE (the update finished before the cancel took effect) → updated.
+/// - anything still waiting past `timeoutMinutes` → UPDATE_IN_PROGRESS of this run's change set:
+///   [`Step::CancelUpdate`], `cancelling_timeout`; anything else: [`Step::Timeout`], settled failed
+///   at once (no cancel exists for it). A cancel whose rollback outlasts a second
+///   `timeoutMinutes` is settled failed too.
 /// - `done`: nothing.
 pub fn advance(record: &StackRecord, obs: &Observation) -> Advance {
     let mut rec = record.clone();
@@ -275,6 +341,43 @@ pub fn advance(record: &StackRecord, obs: &Observation) -> Advance {
                 _ => Step::Wait,
             },
         },
+        Phase::WaitingForOther => match &obs.stack {
+            StackView::NotObserved => Step::Wait,
+            StackView::Absent => begin(&mut rec, start(None), now),
+            StackView::Present(s) if classify(&s.status) == StatusClass::InProgress => Step::Wait,
+            StackView::Present(s) => begin(&mut rec, start(Some(&s.status)), now),
+        },
+        Phase::ContinuingRollback => match &obs.stack {
+            StackView::NotObserved => Step::Wait,
+            StackView::Absent => settle(
+                &mut rec,
+                Action::Failed,
+                "the stack disappeared while its failed rollback was being continued (deleted by someone else?). \
+                 Fix: run the deployment again to create it"
+                    .into(),
+                now,
+            ),
+            StackView::Present(s) => match classify(&s.status) {
+                StatusClass::InProgress => Step::Wait,
+                StatusClass::UpdateRollbackFailed => {
+                    fetch_events_token = Some(client_token_of(record, OP_CONTINUE));
+                    let why = s.reason.clone().unwrap_or_default();
+                    settle(
+                        &mut rec,
+                        Action::Failed,
+                        format!(
+                            "UPDATE_ROLLBACK_FAILED again after ContinueUpdateRollback: {why}. Fix: fix the \
+                             resources named in the root cause by hand (or skip them: ContinueUpdateRollback \
+                             with ResourcesToSkip) until the stack is UPDATE_ROLLBACK_COMPLETE, then run the \
+                             deployment again"
+                        ),
+                        now,
+                    )
+                }
+                // UPDATE_ROLLBACK_COMPLETE, or whatever someone else made of it meanwhile.
+                _ => begin(&mut rec, start(Some(&s.status)), now),
+            },
+        },
         Phase::ChangeSetPending => match &obs.change_set {
             None => Step::Wait,
             Some(cs) => advance_change_set(&mut rec, cs, now),
@@ -303,20 +406,92 @@ pub fn advance(record: &StackRecord, obs: &Observation) -> Advance {
                 }
             },
         },
-    };
-    let step = if step == Step::Wait && rec.phase != Phase::Done && timed_out(record, now) {
-        let last = rec.status.clone().unwrap_or_else(|| "unknown".into());
-        settle(
-            &mut rec,
-            Action::Failed,
-            format!(
-                "StackTimeout: did not settle within {} minutes (last status {last}). \
-                 Fix: raise timeoutMinutes or find what hangs",
-                record.timeout_minutes
+        Phase::CancellingTimeout => match &obs.stack {
+            StackView::NotObserved => Step::Wait,
+            StackView::Absent => settle(
+                &mut rec,
+                Action::Failed,
+                format!(
+                    "StackTimeout: stack {} did not settle within its timeoutMinutes ({}); after the update \
+                     was cancelled the stack disappeared (deleted by someone else?). Fix: {TIMEOUT_FIX}",
+                    record.stack, record.timeout_minutes
+                ),
+                now,
             ),
-            now,
-        );
-        Step::Timeout
+            StackView::Present(s) => match (s.status.as_str(), classify(&s.status)) {
+                ("UPDATE_ROLLBACK_COMPLETE", _) => {
+                    // A failure of the update itself (rather than the cancel) is the root cause.
+                    fetch_events_token = Some(record.client_token.clone());
+                    settle(
+                        &mut rec,
+                        Action::Failed,
+                        format!(
+                            "StackTimeout: stack {} was still UPDATE_IN_PROGRESS after its timeoutMinutes \
+                             ({}); the update was cancelled (CancelUpdateStack) and CloudFormation rolled the \
+                             stack back to its previous template and parameters (UPDATE_ROLLBACK_COMPLETE). \
+                             Fix: {TIMEOUT_FIX}",
+                            record.stack, record.timeout_minutes
+                        ),
+                        now,
+                    )
+                }
+                (_, StatusClass::UpdateRollbackFailed) => {
+                    fetch_events_token = Some(client_token_of(record, OP_CANCEL));
+                    let why = s.reason.clone().unwrap_or_default();
+                    settle(
+                        &mut rec,
+                        Action::Failed,
+                        format!(
+                            "StackTimeout: stack {} was still UPDATE_IN_PROGRESS after its timeoutMinutes ({}); \
+                             the update was cancelled, but the rollback that followed failed \
+                             (UPDATE_ROLLBACK_FAILED: {why}). Fix: {TIMEOUT_FIX}; the next deployment continues \
+                             the failed rollback itself (ContinueUpdateRollback) once the resources named in \
+                             the stack's events can be rolled back",
+                            record.stack, record.timeout_minutes
+                        ),
+                        now,
+                    )
+                }
+                (_, StatusClass::Succeeded) => {
+                    rec.outputs = s.outputs.clone();
+                    settle(
+                        &mut rec,
+                        succeeded_action(record.operation),
+                        format!(
+                            "completed after its timeoutMinutes ({}), before the cancel took effect",
+                            record.timeout_minutes
+                        ),
+                        now,
+                    )
+                }
+                (_, StatusClass::InProgress) => Step::Wait,
+                (status, _) => {
+                    fetch_events_token = Some(record.client_token.clone());
+                    settle(
+                        &mut rec,
+                        Action::Failed,
+                        format!(
+                            "StackTimeout: stack {} did not settle within its timeoutMinutes ({}); the update \
+                             was cancelled and the stack ended {status}. Fix: {TIMEOUT_FIX}",
+                            record.stack, record.timeout_minutes
+                        ),
+                        now,
+                    )
+                }
+            },
+        },
+    };
+    let mut hanging_events_token = None;
+    let step = if step == Step::Wait && rec.phase != Phase::Done {
+        match timeout_step(record, &mut rec, now) {
+            Some(timeout) => {
+                if record.phase == Phase::Executing {
+                    hanging_events_token = Some(record.client_token.clone());
+                }
+                timeout
+            }
+            None => step,
+        }
     } else {
         step
     };
@@ -324,7 +499,109 @@ pub fn advance(record: &StackRecord, obs: &Observation) -> Advance {
         step,
         record: rec,
         fetch_events_token,
+        hanging_events_token,
     }
+}
+
+/// Start this run's operation once the stack is free: the record takes the operation and
+/// phase `start` calls for, and the step says what to call.
+fn begin(rec: &mut StackRecord, start: Start, now: DateTime<Utc>) -> Step {
+    match start {
+        Start::Create => {
+            rec.operation = Operation::Create;
+            rec.phase = Phase::ChangeSetPending;
+            Step::CreateChangeSet
+        }
+        Start::Update => {
+            rec.operation = Operation::Update;
+            rec.phase = Phase::ChangeSetPending;
+            Step::UpdateChangeSet
+        }
+        Start::DeleteLeftover => {
+            rec.operation = Operation::Recreate;
+            rec.phase = Phase::DeletingLeftover;
+            Step::DeleteLeftover
+        }
+        Start::ContinueRollback => {
+            rec.operation = Operation::Update;
+            rec.phase = Phase::ContinuingRollback;
+            Step::ContinueRollback
+        }
+        // Still (or again) busy: keep waiting.
+        Start::AwaitDelete | Start::WaitForOther => {
+            rec.phase = Phase::WaitingForOther;
+            Step::Wait
+        }
+        Start::Refuse { cause, fix } => settle(
+            rec,
+            Action::Failed,
+            format!("the stack cannot be deployed: {cause}. Fix: {fix}"),
+            now,
+        ),
+    }
+}
+
+/// What to do with a record still waiting at `now`, if it is past its deadline: cancel an
+/// update of this run, or settle failed at once naming the status that cannot be cancelled.
+fn timeout_step(record: &StackRecord, rec: &mut StackRecord, now: DateTime<Utc>) -> Option<Step> {
+    let stack = &record.stack;
+    let minutes = record.timeout_minutes;
+    let status = rec.status.clone().unwrap_or_else(|| "unknown".into());
+    if record.phase == Phase::CancellingTimeout {
+        // The cancel's rollback gets a second timeoutMinutes; nothing more can be cancelled.
+        if !past(record, now, 2) {
+            return None;
+        }
+        settle(
+            rec,
+            Action::Failed,
+            format!(
+                "StackTimeout: stack {stack} was still UPDATE_IN_PROGRESS after its timeoutMinutes ({minutes}); \
+                 the update was cancelled, but the rollback that followed has not finished within another \
+                 {minutes} minutes (still {status}) and cannot be cancelled. Fix: {TIMEOUT_FIX}; watch the \
+                 stack until it settles before deploying it again"
+            ),
+            now,
+        );
+        return Some(Step::Timeout);
+    }
+    if !timed_out(record, now) {
+        return None;
+    }
+    let reason = match record.phase {
+        Phase::Executing if status == "UPDATE_IN_PROGRESS" => {
+            rec.phase = Phase::CancellingTimeout;
+            return Some(Step::CancelUpdate);
+        }
+        // Already rolling back (after this run's cancel, whose record write was lost, or after
+        // its own failure): nothing to cancel; settle once the rollback has finished.
+        Phase::Executing
+            if matches!(
+                status.as_str(),
+                "UPDATE_ROLLBACK_IN_PROGRESS" | "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"
+            ) =>
+        {
+            rec.phase = Phase::CancellingTimeout;
+            return Some(Step::Wait);
+        }
+        Phase::WaitingForOther => format!(
+            "StackTimeout: stack {stack} waited its timeoutMinutes ({minutes}) for another operation, not \
+             started by this run, to finish (still {status}); this run changed nothing on it. Fix: find who \
+             runs that operation and let it finish (or stop it), or raise timeoutMinutes for this stack in the \
+             manifest"
+        ),
+        Phase::ChangeSetPending => format!(
+            "StackTimeout: stack {stack}'s change set was not ready within its timeoutMinutes ({minutes}); \
+             nothing was executed. Fix: {TIMEOUT_FIX}"
+        ),
+        _ => format!(
+            "StackTimeout: stack {stack} did not settle within its timeoutMinutes ({minutes}): it is still \
+             {status}, which cannot be cancelled (CancelUpdateStack only cancels UPDATE_IN_PROGRESS), so \
+             CloudFormation carries on with it. Fix: {TIMEOUT_FIX}"
+        ),
+    };
+    settle(rec, Action::Failed, reason, now);
+    Some(Step::Timeout)
 }
 
 /// The ClientRequestToken of an operation on the record's stack. The record keeps only the
@@ -458,6 +735,43 @@ pub fn root_cause(
             resource_type: e.resource_type.clone(),
             status: e.status.clone(),
             reason: e.reason.clone().unwrap_or_default(),
+        })
+}
+
+/// What hangs: the resource of this operation that has been `*_IN_PROGRESS` the longest (its
+/// newest event of this operation is `*_IN_PROGRESS`), as the root cause of a `StackTimeout`.
+/// `None` when no resource is in progress (the stack itself is slow, e.g. in cleanup).
+pub fn hanging_resource(
+    events: &[StackEvent],
+    token: Option<&str>,
+    since: DateTime<Utc>,
+    timeout_minutes: u32,
+) -> Option<RootCause> {
+    let mut latest: Vec<&StackEvent> = Vec::new();
+    for e in oldest_first(events)
+        .into_iter()
+        .filter(|e| of_operation(e, token, since))
+        .filter(|e| e.logical_id != e.stack_name)
+    {
+        match latest.iter_mut().find(|l| l.logical_id == e.logical_id) {
+            Some(l) => *l = e,
+            None => latest.push(e),
+        }
+    }
+    // Of the resources still in progress, the one in progress the longest.
+    latest
+        .into_iter()
+        .filter(|e| e.status.ends_with("_IN_PROGRESS"))
+        .min_by_key(|e| e.timestamp)
+        .map(|e| RootCause {
+            logical_id: e.logical_id.clone(),
+            resource_type: e.resource_type.clone(),
+            status: e.status.clone(),
+            reason: format!(
+                "still {} when the stack's timeoutMinutes ({timeout_minutes}) ran out (since {})",
+                e.status,
+                timestamp(e.timestamp)
+            ),
         })
 }
 
@@ -603,19 +917,32 @@ mod tests {
     fn start_rules() {
         assert_eq!(start(None), Start::Create);
         assert_eq!(start(Some("REVIEW_IN_PROGRESS")), Start::Create);
+        assert_eq!(start(Some("DELETE_COMPLETE")), Start::Create);
         assert_eq!(start(Some("CREATE_COMPLETE")), Start::Update);
         assert_eq!(start(Some("UPDATE_COMPLETE")), Start::Update);
         assert_eq!(start(Some("UPDATE_ROLLBACK_COMPLETE")), Start::Update);
         assert_eq!(start(Some("IMPORT_COMPLETE")), Start::Update);
         assert_eq!(start(Some("ROLLBACK_COMPLETE")), Start::DeleteLeftover);
         assert_eq!(start(Some("DELETE_IN_PROGRESS")), Start::AwaitDelete);
+        assert_eq!(
+            start(Some("UPDATE_ROLLBACK_FAILED")),
+            Start::ContinueRollback
+        );
         for s in [
             "UPDATE_IN_PROGRESS",
             "CREATE_IN_PROGRESS",
-            "UPDATE_ROLLBACK_FAILED",
+            "ROLLBACK_IN_PROGRESS",
+            "UPDATE_ROLLBACK_IN_PROGRESS",
+            "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
+            "IMPORT_IN_PROGRESS",
+        ] {
+            assert_eq!(start(Some(s)), Start::WaitForOther, "{s}");
+        }
+        for s in [
             "ROLLBACK_FAILED",
             "DELETE_FAILED",
             "UPDATE_FAILED",
+            "CREATE_FAILED",
             "WHAT",
         ] {
             match start(Some(s)) {
@@ -626,10 +953,32 @@ mod tests {
                 other => panic!("{s}: {other:?}"),
             }
         }
-        let Start::Refuse { fix, .. } = start(Some("UPDATE_ROLLBACK_FAILED")) else {
-            panic!("refuse")
-        };
-        assert!(fix.contains("ContinueUpdateRollback"));
+    }
+
+    #[test]
+    fn never_deletes_a_stack_that_ever_completed_unless_this_run_created_it() {
+        // Only ROLLBACK_COMPLETE proves a stack never completed (its create failed and rolled
+        // back, leaving nothing); every other status may follow a completed create or hold
+        // resources.
+        for s in crate::status::ALL_STACK_STATUSES {
+            assert_eq!(may_delete(s, false), *s == "ROLLBACK_COMPLETE", "{s}");
+            assert!(may_delete(s, true), "{s}: created by this run");
+        }
+        // deploy-stack deletes only what the rule allows: DeleteLeftover is the only delete.
+        for s in crate::status::ALL_STACK_STATUSES {
+            if start(Some(s)) == Start::DeleteLeftover {
+                assert!(may_delete(s, false), "{s}");
+            }
+        }
+        // And so does check, once another operation settled.
+        for s in crate::status::ALL_STACK_STATUSES {
+            let r = record(Phase::WaitingForOther, Operation::Update);
+            let a = advance(&r, &obs(present(s), None, 5));
+            if a.step == Step::DeleteLeftover {
+                assert!(may_delete(s, false), "{s}");
+                assert_eq!(a.record.operation, Operation::Recreate);
+            }
+        }
     }
 
     #[test]
@@ -865,19 +1214,308 @@ mod tests {
 
     #[test]
     fn timeout_only_when_still_waiting() {
-        let r = record(Phase::Executing, Operation::Update);
+        let r = record(Phase::Executing, Operation::Create);
         let late = 60 * 60 + 1;
-        let a = advance(&r, &obs(present("UPDATE_IN_PROGRESS"), None, late));
+        let a = advance(&r, &obs(present("CREATE_IN_PROGRESS"), None, late));
         assert_eq!(a.step, Step::Timeout);
         assert_eq!(a.record.action, Action::Failed);
-        assert!(a.record.reason.contains("60 minutes"));
-        assert!(a.record.reason.contains("UPDATE_IN_PROGRESS"));
+        assert_eq!(a.record.phase, Phase::Done);
+        assert!(
+            a.record.reason.starts_with("StackTimeout:"),
+            "{}",
+            a.record.reason
+        );
+        assert!(a.record.reason.contains("60"));
+        assert!(a.record.reason.contains("CREATE_IN_PROGRESS"));
+        assert!(a.record.reason.contains("cannot be cancelled"));
+        assert!(a.record.reason.contains("raise timeoutMinutes"));
+        assert_eq!(
+            a.hanging_events_token.as_deref(),
+            Some(r.client_token.as_str())
+        );
         // A stack that completed at the deadline counts as completed.
+        let r = record(Phase::Executing, Operation::Update);
         let b = advance(&r, &obs(present("UPDATE_COMPLETE"), None, late));
         assert_eq!(b.record.action, Action::Updated);
         // Before the deadline: wait.
         let c = advance(&r, &obs(present("UPDATE_IN_PROGRESS"), None, 60 * 60 - 1));
         assert_eq!(c.step, Step::Wait);
+        assert!(c.hanging_events_token.is_none());
+    }
+
+    #[test]
+    fn timed_out_update_is_cancelled_and_settles_once_rolled_back() {
+        let r = record(Phase::Executing, Operation::Update);
+        let late = 60 * 60 + 1;
+        let a = advance(&r, &obs(present("UPDATE_IN_PROGRESS"), None, late));
+        assert_eq!(a.step, Step::CancelUpdate);
+        assert_eq!(a.record.phase, Phase::CancellingTimeout);
+        assert_eq!(a.record.action, Action::InProgress, "not settled yet");
+        assert_eq!(
+            a.hanging_events_token.as_deref(),
+            Some(r.client_token.as_str())
+        );
+
+        // The cancel is not visible yet, then the rollback runs: wait.
+        let cancelling = a.record;
+        for s in [
+            "UPDATE_IN_PROGRESS",
+            "UPDATE_ROLLBACK_IN_PROGRESS",
+            "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS",
+        ] {
+            let b = advance(&cancelling, &obs(present(s), None, late + 5));
+            assert_eq!(b.step, Step::Wait, "{s}");
+            assert_eq!(b.record.phase, Phase::CancellingTimeout);
+        }
+
+        // Rolled back: failed with StackTimeout.
+        let b = advance(
+            &cancelling,
+            &obs(present("UPDATE_ROLLBACK_COMPLETE"), None, late + 30),
+        );
+        assert_eq!(b.record.phase, Phase::Done);
+        assert_eq!(b.record.action, Action::Failed);
+        assert!(
+            b.record.reason.starts_with("StackTimeout:"),
+            "{}",
+            b.record.reason
+        );
+        assert!(b.record.reason.contains("cancelled"));
+        assert!(b.record.reason.contains("UPDATE_ROLLBACK_COMPLETE"));
+        assert!(b.record.reason.contains("raise timeoutMinutes"));
+        assert_eq!(
+            b.fetch_events_token.as_deref(),
+            Some(r.client_token.as_str())
+        );
+
+        // The rollback after the cancel failed: failed, events of the cancel.
+        let c = advance(
+            &cancelling,
+            &obs(present("UPDATE_ROLLBACK_FAILED"), None, late + 30),
+        );
+        assert_eq!(c.record.action, Action::Failed);
+        assert!(c.record.reason.starts_with("StackTimeout:"));
+        assert!(c.record.reason.contains("UPDATE_ROLLBACK_FAILED"));
+        assert_eq!(c.fetch_events_token, Some(client_token_of(&r, OP_CANCEL)));
+
+        // The update finished before the cancel took effect: updated.
+        let d = advance(
+            &cancelling,
+            &obs(present("UPDATE_COMPLETE"), None, late + 30),
+        );
+        assert_eq!(d.record.action, Action::Updated);
+
+        // A rollback that outlasts a second timeout is settled failed too.
+        let e = advance(
+            &cancelling,
+            &obs(
+                present("UPDATE_ROLLBACK_IN_PROGRESS"),
+                None,
+                2 * 60 * 60 + 1,
+            ),
+        );
+        assert_eq!(e.step, Step::Timeout);
+        assert_eq!(e.record.action, Action::Failed);
+        assert!(e.record.reason.starts_with("StackTimeout:"));
+        assert!(e.record.reason.contains("UPDATE_ROLLBACK_IN_PROGRESS"));
+    }
+
+    #[test]
+    fn timed_out_update_already_rolling_back_settles_once_rolled_back() {
+        let r = record(Phase::Executing, Operation::Update);
+        let a = advance(
+            &r,
+            &obs(present("UPDATE_ROLLBACK_IN_PROGRESS"), None, 60 * 60 + 1),
+        );
+        assert_eq!(a.step, Step::Wait);
+        assert_eq!(a.record.phase, Phase::CancellingTimeout);
+        let b = advance(
+            &a.record,
+            &obs(present("UPDATE_ROLLBACK_COMPLETE"), None, 60 * 60 + 9),
+        );
+        assert!(b.record.reason.starts_with("StackTimeout:"));
+    }
+
+    #[test]
+    fn other_timeouts_settle_at_once_naming_the_status() {
+        let late = 60 * 60 + 1;
+        for (phase, status, needle) in [
+            (
+                Phase::WaitingForOther,
+                "UPDATE_IN_PROGRESS",
+                "another operation",
+            ),
+            (
+                Phase::ContinuingRollback,
+                "UPDATE_ROLLBACK_IN_PROGRESS",
+                "cannot be cancelled",
+            ),
+            (
+                Phase::DeletingLeftover,
+                "DELETE_IN_PROGRESS",
+                "cannot be cancelled",
+            ),
+            (
+                Phase::Executing,
+                "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
+                "cannot be cancelled",
+            ),
+        ] {
+            let r = record(phase, Operation::Update);
+            let a = advance(&r, &obs(present(status), None, late));
+            assert_eq!(a.step, Step::Timeout, "{phase:?}");
+            assert_eq!(a.record.action, Action::Failed);
+            assert!(
+                a.record.reason.starts_with("StackTimeout:"),
+                "{}",
+                a.record.reason
+            );
+            assert!(a.record.reason.contains(status), "{}", a.record.reason);
+            assert!(a.record.reason.contains(needle), "{}", a.record.reason);
+        }
+        let r = record(Phase::ChangeSetPending, Operation::Update);
+        let a = advance(
+            &r,
+            &obs(
+                StackView::NotObserved,
+                Some(cs("CREATE_IN_PROGRESS", None, None)),
+                late,
+            ),
+        );
+        assert_eq!(a.step, Step::Timeout);
+        assert!(a.record.reason.contains("change set was not ready"));
+    }
+
+    #[test]
+    fn waiting_for_another_operation_then_starting_ours() {
+        let r = record(Phase::WaitingForOther, Operation::Update);
+        for s in [
+            "UPDATE_IN_PROGRESS",
+            "ROLLBACK_IN_PROGRESS",
+            "DELETE_IN_PROGRESS",
+        ] {
+            let a = advance(&r, &obs(present(s), None, 5));
+            assert_eq!(a.step, Step::Wait, "{s}");
+            assert_eq!(a.record.phase, Phase::WaitingForOther);
+            assert_eq!(a.record.status.as_deref(), Some(s));
+        }
+        let cases = [
+            (
+                "UPDATE_COMPLETE",
+                Step::UpdateChangeSet,
+                Phase::ChangeSetPending,
+                Operation::Update,
+            ),
+            (
+                "UPDATE_ROLLBACK_COMPLETE",
+                Step::UpdateChangeSet,
+                Phase::ChangeSetPending,
+                Operation::Update,
+            ),
+            (
+                "CREATE_COMPLETE",
+                Step::UpdateChangeSet,
+                Phase::ChangeSetPending,
+                Operation::Update,
+            ),
+            (
+                "DELETE_COMPLETE",
+                Step::CreateChangeSet,
+                Phase::ChangeSetPending,
+                Operation::Create,
+            ),
+            (
+                "REVIEW_IN_PROGRESS",
+                Step::CreateChangeSet,
+                Phase::ChangeSetPending,
+                Operation::Create,
+            ),
+            (
+                "ROLLBACK_COMPLETE",
+                Step::DeleteLeftover,
+                Phase::DeletingLeftover,
+                Operation::Recreate,
+            ),
+            (
+                "UPDATE_ROLLBACK_FAILED",
+                Step::ContinueRollback,
+                Phase::ContinuingRollback,
+                Operation::Update,
+            ),
+        ];
+        for (status, step, phase, op) in cases {
+            let a = advance(&r, &obs(present(status), None, 5));
+            assert_eq!(a.step, step, "{status}");
+            assert_eq!(a.record.phase, phase, "{status}");
+            assert_eq!(a.record.operation, op, "{status}");
+            assert_eq!(a.record.action, Action::InProgress, "{status}");
+        }
+        let a = advance(&r, &obs(StackView::Absent, None, 5));
+        assert_eq!(a.step, Step::CreateChangeSet);
+        assert_eq!(a.record.operation, Operation::Create);
+        // Settled into something that cannot be deployed: failed with the fix.
+        let a = advance(&r, &obs(present("DELETE_FAILED"), None, 5));
+        assert_eq!(a.record.action, Action::Failed);
+        assert!(a.record.reason.contains("DELETE_FAILED"));
+        assert!(a.record.reason.contains("Fix:"));
+    }
+
+    #[test]
+    fn continued_rollback_then_update_or_fail_again() {
+        let r = record(Phase::ContinuingRollback, Operation::Update);
+        for s in [
+            "UPDATE_ROLLBACK_IN_PROGRESS",
+            "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS",
+        ] {
+            let a = advance(&r, &obs(present(s), None, 5));
+            assert_eq!(a.step, Step::Wait, "{s}");
+        }
+        let a = advance(&r, &obs(present("UPDATE_ROLLBACK_COMPLETE"), None, 5));
+        assert_eq!(a.step, Step::UpdateChangeSet);
+        assert_eq!(a.record.phase, Phase::ChangeSetPending);
+        assert_eq!(a.record.operation, Operation::Update);
+
+        let again = StackView::Present(StackState {
+            status: "UPDATE_ROLLBACK_FAILED".into(),
+            reason: Some("The following resource(s) failed to update: [Bucket].".into()),
+            outputs: vec![],
+        });
+        let a = advance(&r, &obs(again, None, 5));
+        assert_eq!(a.record.action, Action::Failed);
+        assert!(a.record.reason.contains("UPDATE_ROLLBACK_FAILED again"));
+        assert!(a.record.reason.contains("[Bucket]"));
+        assert!(a.record.reason.contains("Fix:"));
+        assert!(a.record.reason.contains("ResourcesToSkip"));
+        assert_eq!(a.fetch_events_token, Some(client_token_of(&r, OP_CONTINUE)));
+        assert_ne!(
+            client_token_of(&r, OP_CONTINUE),
+            client_token_of(&r, OP_CANCEL)
+        );
+
+        let a = advance(&r, &obs(StackView::Absent, None, 5));
+        assert_eq!(a.record.action, Action::Failed);
+    }
+
+    #[test]
+    fn hanging_resource_is_the_one_in_progress_the_longest() {
+        let ours = Some("tok");
+        let events = vec![
+            ev("Queue", "UPDATE_IN_PROGRESS", None, 12, ours),
+            ev("Bucket", "UPDATE_COMPLETE", None, 11, ours),
+            ev("Service", "UPDATE_IN_PROGRESS", None, 10, ours),
+            ev("Bucket", "UPDATE_IN_PROGRESS", None, 3, ours),
+            ev("Old", "UPDATE_IN_PROGRESS", None, 2, Some("other")),
+            ev("App", "UPDATE_IN_PROGRESS", Some("User Initiated"), 1, ours),
+        ];
+        let cause = hanging_resource(&events, ours, t(0), 30).expect("hanging");
+        assert_eq!(cause.logical_id, "Service");
+        assert_eq!(cause.status, "UPDATE_IN_PROGRESS");
+        assert!(cause.reason.contains("30"), "{}", cause.reason);
+        let done = vec![
+            ev("Bucket", "UPDATE_COMPLETE", None, 11, ours),
+            ev("Bucket", "UPDATE_IN_PROGRESS", None, 3, ours),
+        ];
+        assert_eq!(hanging_resource(&done, ours, t(0), 30), None);
     }
 
     #[test]

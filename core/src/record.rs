@@ -53,10 +53,19 @@ pub enum Operation {
 pub enum Phase {
     /// Deleting a ROLLBACK_COMPLETE leftover; the change set comes after.
     DeletingLeftover,
+    /// Another operation (not started by this run) runs on the stack: wait for it to settle,
+    /// within the stack's timeout, then start this run's operation as the settled status says.
+    WaitingForOther,
+    /// ContinueUpdateRollback on an UPDATE_ROLLBACK_FAILED stack; once UPDATE_ROLLBACK_COMPLETE,
+    /// the update change set comes after.
+    ContinuingRollback,
     /// The change set is being created.
     ChangeSetPending,
     /// The change set is executing: the stack is `*_IN_PROGRESS`.
     Executing,
+    /// Past `timeoutMinutes` while UPDATE_IN_PROGRESS: CancelUpdateStack was called; the stack
+    /// settles (failed, `StackTimeout`) once CloudFormation has rolled it back.
+    CancellingTimeout,
     /// Settled: see `action`.
     Done,
 }

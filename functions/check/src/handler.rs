@@ -8,19 +8,23 @@
 
 use std::collections::{HashMap, HashSet};
 
+use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::types::{ChangeSetType, Stack};
 use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt, TryStreamExt};
 use stackwave_aws::{aws_error, Ctx, RunStore};
 use stackwave_core::io::{CheckInput, CheckOutput, RunContext};
-use stackwave_core::plan::Plan;
+use stackwave_core::plan::{Plan, PlannedStack};
 use stackwave_core::poll;
 use stackwave_core::reconcile::{
     self, ChangeSetState, Observation, StackEvent, StackState, StackView, Step,
 };
 use stackwave_core::record::{Action, Phase, StackRecord};
 use stackwave_core::Error;
-use stackwave_deploy_stack::{create_change_set, describe_stack, stack_outputs, ChangeSetStarted};
+use stackwave_deploy_stack::{
+    continue_update_rollback, create_change_set, delete_leftover, describe_stack, stack_outputs,
+    start_update, ChangeSetStarted,
+};
 
 /// The input shape, shown in `InvalidInput` errors.
 pub const ACCEPTED: &str = "{\"run\": {...}, \"stacks\": [\"StackName\"], \"attempt\": 0}";
@@ -53,7 +57,14 @@ pub async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> 
     let now = Utc::now();
     let stacks = observe_stacks(ctx, &open).await?;
     let change_sets = observe_change_sets(ctx, &open).await?;
-    let plan = if open.iter().any(|r| r.phase == Phase::DeletingLeftover) {
+    // The plan is needed to start an operation: after a leftover's delete, once another
+    // operation settled, or after a continued rollback.
+    let plan = if open.iter().any(|r| {
+        matches!(
+            r.phase,
+            Phase::DeletingLeftover | Phase::WaitingForOther | Phase::ContinuingRollback
+        )
+    }) {
         Some(store.plan(run).await?)
     } else {
         None
@@ -70,10 +81,11 @@ pub async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> 
                 now,
             };
             let plan = plan.as_ref();
+            let store = &store;
             async move {
                 (
                     record.stack.clone(),
-                    step(ctx, run, plan, record, obs).await,
+                    step(ctx, run, store, plan, record, obs).await,
                 )
             }
         })
@@ -264,6 +276,7 @@ async fn observe_change_sets(
 async fn step(
     ctx: &Ctx,
     run: &RunContext,
+    store: &RunStore,
     plan: Option<&Plan>,
     record: &StackRecord,
     obs: Observation,
@@ -300,14 +313,7 @@ async fn step(
             }
         }
         Step::CreateChangeSet => {
-            let planned = plan.and_then(|p| p.stack(stack)).ok_or_else(|| {
-                Error::Internal(format!(
-                    "stack {stack} is not in the plan at s3://{}/{}",
-                    run.bucket,
-                    run.plan_key()
-                ))
-            });
-            let started = match planned {
+            let started = match planned_stack(run, plan, stack) {
                 Ok(planned) => {
                     create_change_set(
                         ctx,
@@ -361,9 +367,33 @@ async fn step(
             }
             tracing::info!(stack = %stack, action = ?action, reason = %reason, root_cause = ?next.root_cause, "stack settled");
         }
+        Step::UpdateChangeSet => {
+            let started = match planned_stack(run, plan, stack) {
+                Ok(planned) => start_update(ctx, run, store, planned, &mut next).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = started {
+                fail_step(&mut next, e, obs.now)?;
+            }
+        }
+        Step::DeleteLeftover => {
+            let status = next.status.clone().unwrap_or_default();
+            if let Err(e) = delete_leftover(ctx, &next, &status).await {
+                fail_step(&mut next, e, obs.now)?;
+            }
+        }
+        Step::ContinueRollback => {
+            if let Err(e) = continue_update_rollback(ctx, &next).await {
+                fail_step(&mut next, e, obs.now)?;
+            }
+        }
+        Step::CancelUpdate => {
+            name_what_hangs(ctx, record, &advance.hanging_events_token, &mut next).await?;
+            cancel_update(ctx, record, &mut next, obs.now).await?;
+        }
         Step::Timeout => {
-            // Issue 3: CancelUpdateStack, then report StackTimeout.
-            tracing::warn!(stack = %stack, minutes = record.timeout_minutes, status = ?next.status, "stack timed out");
+            name_what_hangs(ctx, record, &advance.hanging_events_token, &mut next).await?;
+            tracing::warn!(stack = %stack, minutes = record.timeout_minutes, status = ?next.status, reason = %next.reason, "stack timed out");
         }
     }
     Ok(next)
@@ -380,6 +410,111 @@ fn fail_step(next: &mut StackRecord, e: Error, now: DateTime<Utc>) -> Result<(),
     next.action = Action::Failed;
     next.reason = e.to_string();
     next.finished_at = Some(reconcile::timestamp(now));
+    Ok(())
+}
+
+/// The planned stack, or an internal error naming the plan.
+fn planned_stack<'a>(
+    run: &RunContext,
+    plan: Option<&'a Plan>,
+    stack: &str,
+) -> Result<&'a PlannedStack, Error> {
+    plan.and_then(|p| p.stack(stack)).ok_or_else(|| {
+        Error::Internal(format!(
+            "stack {stack} is not in the plan at s3://{}/{}",
+            run.bucket,
+            run.plan_key()
+        ))
+    })
+}
+
+/// A stack timed out during this run's operation: name the resource still in progress as the
+/// root cause (best effort: without events the timeout is reported all the same).
+async fn name_what_hangs(
+    ctx: &Ctx,
+    record: &StackRecord,
+    token: &Option<String>,
+    next: &mut StackRecord,
+) -> Result<(), Error> {
+    let Some(token) = token else {
+        return Ok(());
+    };
+    let stack = record.stack.as_str();
+    let since = reconcile::parse_timestamp(&record.started_at).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    match stack_events(&ctx.clients.cfn, stack, since).await {
+        Ok(events) => {
+            let cause =
+                reconcile::hanging_resource(&events, Some(token), since, record.timeout_minutes);
+            tracing::info!(stack = %stack, hanging = ?cause, "what hangs");
+            if cause.is_some() {
+                next.root_cause = cause;
+            }
+            Ok(())
+        }
+        Err(e) if e.is_transient() => Err(e),
+        Err(e) => {
+            tracing::warn!(stack = %stack, error = %e, "no stack events: what hangs is unknown");
+            Ok(())
+        }
+    }
+}
+
+/// CancelUpdateStack with the record's cancel token; the record stays `cancelling_timeout` until
+/// CloudFormation has rolled the update back. A ValidationError means the stack has left
+/// UPDATE_IN_PROGRESS meanwhile (completed, or in cleanup): the next check sees where it went.
+/// Any other refusal settles the stack failed, `StackTimeout`, saying the update still runs.
+async fn cancel_update(
+    ctx: &Ctx,
+    record: &StackRecord,
+    next: &mut StackRecord,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let stack = record.stack.as_str();
+    let token = reconcile::client_token_of(record, reconcile::OP_CANCEL);
+    let result = ctx
+        .clients
+        .cfn
+        .cancel_update_stack()
+        .stack_name(stack)
+        .client_request_token(&token)
+        .send()
+        .await;
+    let e = match result {
+        Ok(_) => {
+            tracing::warn!(stack = %stack, minutes = record.timeout_minutes, token = %token, "timed out: update cancelled; waiting for CloudFormation's rollback");
+            return Ok(());
+        }
+        Err(e) => e,
+    };
+    let code = e
+        .as_service_error()
+        .and_then(|se| se.code())
+        .map(str::to_string);
+    if e.as_service_error()
+        .is_some_and(|se| se.is_token_already_exists_exception())
+    {
+        tracing::info!(stack = %stack, token = %token, "the update was cancelled already (retried check)");
+        return Ok(());
+    }
+    if code.as_deref() == Some("ValidationError") {
+        tracing::info!(stack = %stack, "the update left UPDATE_IN_PROGRESS before the cancel: following it");
+        return Ok(());
+    }
+    let error = aws_error("cloudformation:CancelUpdateStack", e);
+    if error.is_transient() {
+        return Err(error);
+    }
+    next.phase = Phase::Done;
+    next.action = Action::Failed;
+    next.reason = format!(
+        "StackTimeout: stack {stack} was still UPDATE_IN_PROGRESS after its timeoutMinutes ({}), and \
+         cancelling the update failed ({error}); the update still runs. Fix: cancel it by hand \
+         (CancelUpdateStack) and grant stackwave cloudformation:CancelUpdateStack; {}",
+        record.timeout_minutes,
+        reconcile::TIMEOUT_FIX
+    );
+    next.finished_at = Some(reconcile::timestamp(now));
+    tracing::error!(stack = %stack, error = %error, "could not cancel the timed-out update");
     Ok(())
 }
 

@@ -5,13 +5,16 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 
+use aws_sdk_cloudformation::operation::cancel_update_stack::{
+    CancelUpdateStackError, CancelUpdateStackInput, CancelUpdateStackOutput,
+};
 use aws_sdk_cloudformation::operation::create_change_set::{
     CreateChangeSetInput, CreateChangeSetOutput,
 };
 use aws_sdk_cloudformation::operation::delete_change_set::{
     DeleteChangeSetInput, DeleteChangeSetOutput,
 };
-use aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput;
+use aws_sdk_cloudformation::operation::delete_stack::{DeleteStackInput, DeleteStackOutput};
 use aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput;
 use aws_sdk_cloudformation::operation::describe_stack_events::DescribeStackEventsOutput;
 use aws_sdk_cloudformation::operation::describe_stacks::{
@@ -20,6 +23,7 @@ use aws_sdk_cloudformation::operation::describe_stacks::{
 use aws_sdk_cloudformation::operation::execute_change_set::{
     ExecuteChangeSetError, ExecuteChangeSetInput, ExecuteChangeSetOutput,
 };
+use aws_sdk_cloudformation::operation::get_template::GetTemplateOutput;
 use aws_sdk_cloudformation::types::{
     ChangeSetStatus, ChangeSetType, ExecutionStatus, ResourceStatus, StackEvent,
 };
@@ -583,17 +587,377 @@ async fn a_stack_without_record_is_an_internal_error() {
     assert!(err.to_string().contains("Ghost"));
 }
 
+fn capture_create() -> (Rule, Captured<CreateChangeSetInput>) {
+    let seen: Captured<CreateChangeSetInput> = Arc::default();
+    let s = seen.clone();
+    let rule = mock!(Cfn::create_change_set).then_compute_output(move |req| {
+        s.lock().expect("lock").push(req.clone());
+        CreateChangeSetOutput::builder().id("cs-1").build()
+    });
+    (rule, seen)
+}
+
+fn template_rule() -> Rule {
+    mock!(Cfn::get_template).then_output(|| {
+        GetTemplateOutput::builder()
+            .template_body("Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n")
+            .build()
+    })
+}
+
+fn one_stack_plan(bucket: &Bucket) {
+    bucket.put_json(
+        &run().plan_key(),
+        &plan(vec![planned("App", "app.yaml", vec![])]),
+    );
+}
+
 #[tokio::test]
-async fn timed_out_stack_is_failed_with_stack_timeout() {
+async fn timed_out_update_is_cancelled_and_fails_once_rolled_back() {
     let bucket = Bucket::default();
     let run = run();
     let rec = record("App", Operation::Update, Phase::Executing, 31); // timeout 30 minutes
     bucket.put_record(&run, &rec);
+    let start = reconcile::parse_timestamp(&rec.started_at).expect("time");
+    let at = move |s: i64| start + chrono::Duration::seconds(s);
+    let stacks = mock!(Cfn::describe_stacks)
+        .sequence()
+        .output(|| out(stack("App", "UPDATE_IN_PROGRESS")))
+        .output(|| out(stack("App", "UPDATE_ROLLBACK_IN_PROGRESS")))
+        .output(|| out(stack("App", "UPDATE_ROLLBACK_COMPLETE")))
+        .build();
+    let tok = rec.client_token.clone();
+    let events = mock!(Cfn::describe_stack_events).then_output(move || {
+        DescribeStackEventsOutput::builder()
+            .set_stack_events(Some(vec![
+                event(
+                    "Service",
+                    "AWS::ECS::Service",
+                    ResourceStatus::UpdateInProgress,
+                    None,
+                    at(20),
+                    &tok,
+                ),
+                event(
+                    "Queue",
+                    "AWS::SQS::Queue",
+                    ResourceStatus::UpdateComplete,
+                    None,
+                    at(10),
+                    &tok,
+                ),
+                event(
+                    "Queue",
+                    "AWS::SQS::Queue",
+                    ResourceStatus::UpdateInProgress,
+                    None,
+                    at(5),
+                    &tok,
+                ),
+                event(
+                    "App",
+                    "AWS::CloudFormation::Stack",
+                    ResourceStatus::UpdateInProgress,
+                    Some("User Initiated"),
+                    at(2),
+                    &tok,
+                ),
+            ]))
+            .build()
+    });
+    let cancels: Captured<CancelUpdateStackInput> = Arc::default();
+    let c = cancels.clone();
+    let cancel = mock!(Cfn::cancel_update_stack).then_compute_output(move |req| {
+        c.lock().expect("lock").push(req.clone());
+        CancelUpdateStackOutput::builder().build()
+    });
+    let ctx = ctx(&bucket, &[&stacks, &events, &cancel], &[], config());
+
+    // Check 1: past the timeout while UPDATE_IN_PROGRESS: cancelled, not settled yet.
+    let first = check(&ctx, &["App"], 9).await.expect("check 1");
+    assert!(!first.settled, "settles only once rolled back");
+    let calls = cancels.lock().expect("lock").clone();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].stack_name(), Some("App"));
+    let token = reconcile::client_token_of(&rec, reconcile::OP_CANCEL);
+    assert_eq!(calls[0].client_request_token(), Some(token.as_str()));
+    let r = bucket.record(&run, "App").expect("record");
+    assert_eq!(r.phase, Phase::CancellingTimeout);
+    assert_eq!(r.action, Action::InProgress);
+    let cause = r.root_cause.clone().expect("what hangs");
+    assert_eq!(cause.logical_id, "Service");
+    assert_eq!(cause.resource_type, "AWS::ECS::Service");
+    assert_eq!(cause.status, "UPDATE_IN_PROGRESS");
+
+    // Check 2: rolling back: wait, nothing called.
+    let second = check(&ctx, &["App"], 10).await.expect("check 2");
+    assert!(!second.settled);
+    assert_eq!(cancel.num_calls(), 1, "cancelled once");
+
+    // Check 3: rolled back: failed with StackTimeout, the hanging resource kept as root cause.
+    let third = check(&ctx, &["App"], 11).await.expect("check 3");
+    assert!(third.settled && third.any_failed);
+    let r = bucket.record(&run, "App").expect("record");
+    assert_eq!(r.phase, Phase::Done);
+    assert_eq!(r.action, Action::Failed);
+    assert!(r.reason.starts_with("StackTimeout:"), "{}", r.reason);
+    assert!(r.reason.contains("30"), "{}", r.reason);
+    assert!(
+        r.reason.contains("UPDATE_ROLLBACK_COMPLETE"),
+        "{}",
+        r.reason
+    );
+    assert!(r.reason.contains("raise timeoutMinutes"), "{}", r.reason);
+    assert_eq!(
+        r.root_cause.map(|c| c.logical_id),
+        Some("Service".to_string())
+    );
+    assert_eq!(cancel.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn timed_out_create_cannot_be_cancelled_and_fails_at_once() {
+    let bucket = Bucket::default();
+    let run = run();
+    let rec = record("App", Operation::Create, Phase::Executing, 31);
+    bucket.put_record(&run, &rec);
     let stacks =
-        mock!(Cfn::describe_stacks).then_output(|| out(stack("App", "UPDATE_IN_PROGRESS")));
-    let ctx = ctx(&bucket, &[&stacks], &[], config());
+        mock!(Cfn::describe_stacks).then_output(|| out(stack("App", "CREATE_IN_PROGRESS")));
+    let events = mock!(Cfn::describe_stack_events)
+        .then_output(|| DescribeStackEventsOutput::builder().build());
+    let ctx = ctx(&bucket, &[&stacks, &events], &[], config());
     let output = check(&ctx, &["App"], 9).await.expect("check");
     assert!(output.settled && output.any_failed);
     let r: StackRecord = bucket.record(&run, "App").expect("record");
-    assert!(r.reason.starts_with("StackTimeout"), "{}", r.reason);
+    assert!(r.reason.starts_with("StackTimeout:"), "{}", r.reason);
+    assert!(r.reason.contains("CREATE_IN_PROGRESS"), "{}", r.reason);
+    assert!(r.reason.contains("cannot be cancelled"), "{}", r.reason);
+    assert_eq!(events.num_calls(), 1, "looked for what hangs");
+}
+
+#[tokio::test]
+async fn a_cancel_refused_by_validation_follows_the_stack() {
+    let bucket = Bucket::default();
+    let run = run();
+    let rec = record("App", Operation::Update, Phase::Executing, 31);
+    bucket.put_record(&run, &rec);
+    let stacks = mock!(Cfn::describe_stacks)
+        .sequence()
+        .output(|| out(stack("App", "UPDATE_IN_PROGRESS")))
+        .output(|| out(stack("App", "UPDATE_COMPLETE")))
+        .build();
+    let events = mock!(Cfn::describe_stack_events)
+        .then_output(|| DescribeStackEventsOutput::builder().build());
+    let cancel = mock!(Cfn::cancel_update_stack).then_error(|| {
+        CancelUpdateStackError::generic(
+            aws_sdk_cloudformation::error::ErrorMetadata::builder()
+                .code("ValidationError")
+                .message("CancelUpdateStack cannot be called from current stack status")
+                .build(),
+        )
+    });
+    let ctx = ctx(&bucket, &[&stacks, &events, &cancel], &[], config());
+    let first = check(&ctx, &["App"], 9).await.expect("check 1");
+    assert!(!first.settled);
+    let second = check(&ctx, &["App"], 10).await.expect("check 2");
+    assert!(second.settled && !second.any_failed);
+    let r = bucket.record(&run, "App").expect("record");
+    assert_eq!(r.action, Action::Updated);
+    assert!(
+        r.reason.contains("before the cancel took effect"),
+        "{}",
+        r.reason
+    );
+}
+
+#[tokio::test]
+async fn continued_rollback_completes_then_the_update_starts() {
+    let bucket = Bucket::default();
+    let run = run();
+    one_stack_plan(&bucket);
+    let mut rec = record("App", Operation::Update, Phase::ContinuingRollback, 2);
+    rec.status = Some("UPDATE_ROLLBACK_FAILED".into());
+    bucket.put_record(&run, &rec);
+    let stacks = mock!(Cfn::describe_stacks)
+        .sequence()
+        .output(|| out(stack("App", "UPDATE_ROLLBACK_IN_PROGRESS")))
+        .output(|| out(stack("App", "UPDATE_ROLLBACK_COMPLETE")))
+        .output(|| {
+            out(with_parameters_and_tags(
+                stack("App", "UPDATE_ROLLBACK_COMPLETE"),
+                &[("Env", "dev")],
+                &[("Project", "bellyfed")],
+            ))
+        })
+        .build();
+    let template = template_rule();
+    let (create, seen) = capture_create();
+    let ctx = ctx(&bucket, &[&stacks, &template, &create], &[], config());
+
+    let first = check(&ctx, &["App"], 0).await.expect("check 1");
+    assert!(!first.settled);
+    assert_eq!(create.num_calls(), 0, "not before the rollback completed");
+    let r = bucket.record(&run, "App").expect("record");
+    assert_eq!(r.phase, Phase::ContinuingRollback);
+    assert_eq!(r.status.as_deref(), Some("UPDATE_ROLLBACK_IN_PROGRESS"));
+
+    let second = check(&ctx, &["App"], 1).await.expect("check 2");
+    assert!(!second.settled);
+    let calls = seen.lock().expect("lock").clone();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].change_set_type(), Some(&ChangeSetType::Update));
+    assert_eq!(
+        calls[0].change_set_name(),
+        Some(rec.change_set_name.as_str())
+    );
+    let r = bucket.record(&run, "App").expect("record");
+    assert_eq!(r.phase, Phase::ChangeSetPending);
+    assert_eq!(r.operation, Operation::Update);
+    let snapshot = r.snapshot.expect("snapshot of the rolled-back stack");
+    assert_eq!(
+        snapshot.parameters,
+        vec![("Env".to_string(), "dev".to_string())]
+    );
+    assert_eq!(
+        bucket.get(&snapshot.template_key).as_deref(),
+        Some(b"Resources:\n  Queue:\n    Type: AWS::SQS::Queue\n".as_slice())
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_that_fails_again_fails_the_stack_with_the_root_cause() {
+    let bucket = Bucket::default();
+    let run = run();
+    one_stack_plan(&bucket);
+    let rec = record("App", Operation::Update, Phase::ContinuingRollback, 2);
+    bucket.put_record(&run, &rec);
+    let start = reconcile::parse_timestamp(&rec.started_at).expect("time");
+    let mut failed = stack("App", "UPDATE_ROLLBACK_FAILED");
+    failed.stack_status_reason =
+        Some("The following resource(s) failed to update: [Bucket].".into());
+    let stacks = mock!(Cfn::describe_stacks).then_output(move || out(failed.clone()));
+    let tok = reconcile::client_token_of(&rec, reconcile::OP_CONTINUE);
+    let events = mock!(Cfn::describe_stack_events).then_output(move || {
+        DescribeStackEventsOutput::builder()
+            .set_stack_events(Some(vec![
+                event(
+                    "App",
+                    "AWS::CloudFormation::Stack",
+                    ResourceStatus::UpdateRollbackFailed,
+                    None,
+                    start + chrono::Duration::seconds(30),
+                    &tok,
+                ),
+                event(
+                    "Bucket",
+                    "AWS::S3::Bucket",
+                    ResourceStatus::UpdateFailed,
+                    Some("Access Denied"),
+                    start + chrono::Duration::seconds(20),
+                    &tok,
+                ),
+            ]))
+            .build()
+    });
+    let (create, _) = capture_create();
+    let ctx = ctx(&bucket, &[&stacks, &events, &create], &[], config());
+    let output = check(&ctx, &["App"], 0).await.expect("check");
+    assert!(output.settled && output.any_failed);
+    let r = bucket.record(&run, "App").expect("record");
+    assert_eq!(r.action, Action::Failed);
+    assert!(
+        r.reason.contains("UPDATE_ROLLBACK_FAILED again"),
+        "{}",
+        r.reason
+    );
+    assert!(r.reason.contains("[Bucket]"), "{}", r.reason);
+    assert!(r.reason.contains("Fix:"), "{}", r.reason);
+    let cause = r.root_cause.expect("root cause");
+    assert_eq!(cause.logical_id, "Bucket");
+    assert_eq!(cause.reason, "Access Denied");
+    assert_eq!(create.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn waiting_for_another_operation_then_updating() {
+    let bucket = Bucket::default();
+    let run = run();
+    one_stack_plan(&bucket);
+    let rec = record("App", Operation::Update, Phase::WaitingForOther, 2);
+    bucket.put_record(&run, &rec);
+    let stacks = mock!(Cfn::describe_stacks)
+        .sequence()
+        .output(|| out(stack("App", "UPDATE_IN_PROGRESS")))
+        .output(|| out(stack("App", "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS")))
+        .output(|| out(stack("App", "UPDATE_COMPLETE")))
+        .output(|| out(stack("App", "UPDATE_COMPLETE")))
+        .build();
+    let template = template_rule();
+    let (create, seen) = capture_create();
+    let ctx = ctx(&bucket, &[&stacks, &template, &create], &[], config());
+
+    for attempt in 0..2 {
+        let o = check(&ctx, &["App"], attempt).await.expect("check");
+        assert!(!o.settled);
+        assert_eq!(create.num_calls(), 0, "nothing while the other runs");
+        assert_eq!(
+            bucket.record(&run, "App").map(|r| r.phase),
+            Some(Phase::WaitingForOther)
+        );
+    }
+    let o = check(&ctx, &["App"], 2).await.expect("check");
+    assert!(!o.settled);
+    let calls = seen.lock().expect("lock").clone();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].change_set_type(), Some(&ChangeSetType::Update));
+    let r = bucket.record(&run, "App").expect("record");
+    assert_eq!(r.phase, Phase::ChangeSetPending);
+    assert!(r.snapshot.is_some());
+}
+
+#[tokio::test]
+async fn waiting_for_another_create_that_rolled_back_deletes_the_leftover() {
+    let bucket = Bucket::default();
+    let run = run();
+    one_stack_plan(&bucket);
+    let rec = record("App", Operation::Update, Phase::WaitingForOther, 2);
+    bucket.put_record(&run, &rec);
+    let stacks = mock!(Cfn::describe_stacks).then_output(|| out(stack("App", "ROLLBACK_COMPLETE")));
+    let deletes: Captured<DeleteStackInput> = Arc::default();
+    let d = deletes.clone();
+    let delete = mock!(Cfn::delete_stack).then_compute_output(move |req| {
+        d.lock().expect("lock").push(req.clone());
+        DeleteStackOutput::builder().build()
+    });
+    let ctx = ctx(&bucket, &[&stacks, &delete], &[], config());
+    let o = check(&ctx, &["App"], 0).await.expect("check");
+    assert!(!o.settled);
+    let calls = deletes.lock().expect("lock").clone();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0].client_request_token(),
+        Some(reconcile::client_token_of(&rec, reconcile::OP_DELETE).as_str())
+    );
+    let r = bucket.record(&run, "App").expect("record");
+    assert_eq!(r.phase, Phase::DeletingLeftover);
+    assert_eq!(r.operation, Operation::Recreate);
+}
+
+#[tokio::test]
+async fn waiting_past_the_timeout_fails_without_touching_the_stack() {
+    let bucket = Bucket::default();
+    let run = run();
+    one_stack_plan(&bucket);
+    let rec = record("App", Operation::Update, Phase::WaitingForOther, 31);
+    bucket.put_record(&run, &rec);
+    let stacks =
+        mock!(Cfn::describe_stacks).then_output(|| out(stack("App", "UPDATE_IN_PROGRESS")));
+    // No cancel rule: cancelling another's operation would fail the test.
+    let ctx = ctx(&bucket, &[&stacks], &[], config());
+    let o = check(&ctx, &["App"], 9).await.expect("check");
+    assert!(o.settled && o.any_failed);
+    let r = bucket.record(&run, "App").expect("record");
+    assert!(r.reason.starts_with("StackTimeout:"), "{}", r.reason);
+    assert!(r.reason.contains("another operation"), "{}", r.reason);
+    assert_eq!(r.operation, Operation::Update);
 }

@@ -145,23 +145,25 @@ async fn start(
         Start::DeleteLeftover => {
             record.operation = Operation::Recreate;
             record.phase = Phase::DeletingLeftover;
-            let token = reconcile::client_token_of(record, reconcile::OP_DELETE);
-            ctx.clients
-                .cfn
-                .delete_stack()
-                .stack_name(stack)
-                .client_request_token(&token)
-                .set_role_arn(ctx.config.cfn_role_arn.clone())
-                .send()
-                .await
-                .map_err(|e| aws_error("cloudformation:DeleteStack", e))?;
-            tracing::info!(stack = %stack, token = %token, "deleting the ROLLBACK_COMPLETE leftover of an earlier failed create");
-            return Ok(());
+            return delete_leftover(ctx, record, status.as_deref().unwrap_or_default()).await;
         }
         Start::AwaitDelete => {
             record.operation = Operation::Recreate;
             record.phase = Phase::DeletingLeftover;
             tracing::info!(stack = %stack, "a delete is running: the stack is created once it is gone");
+            return Ok(());
+        }
+        Start::ContinueRollback => {
+            record.operation = Operation::Update;
+            record.phase = Phase::ContinuingRollback;
+            return continue_update_rollback(ctx, record).await;
+        }
+        Start::WaitForOther => {
+            // Update until the settled status says otherwise: a run-level rollback never
+            // deletes a stack whose operation is an update, and this run has changed nothing.
+            record.operation = Operation::Update;
+            record.phase = Phase::WaitingForOther;
+            tracing::info!(stack = %stack, status = ?status, timeout_minutes = record.timeout_minutes, "another operation runs on the stack: waiting for it to settle");
             return Ok(());
         }
         Start::Refuse { cause, fix } => {
@@ -179,6 +181,110 @@ async fn start(
         &record.parameters,
         &record.change_set_name,
         change_set_type,
+    )
+    .await?
+    {
+        ChangeSetStarted::Started => record.phase = Phase::ChangeSetPending,
+        ChangeSetStarted::NoChanges => {
+            record.phase = Phase::Done;
+            record.action = Action::Unchanged;
+            record.reason = "no changes".into();
+            record.finished_at = Some(reconcile::timestamp(Utc::now()));
+        }
+    }
+    Ok(())
+}
+
+/// DeleteStack on a ROLLBACK_COMPLETE leftover with the record's delete token. The only delete
+/// of the deployment path: refused (an internal error) unless [`reconcile::may_delete`] allows
+/// it for `status`.
+pub async fn delete_leftover(ctx: &Ctx, record: &StackRecord, status: &str) -> Result<(), Error> {
+    let stack = record.stack.as_str();
+    if !reconcile::may_delete(status, false) {
+        return Err(Error::Internal(format!(
+            "stack {stack}: refusing to delete a stack in status {status}: stackwave deletes only \
+             ROLLBACK_COMPLETE leftovers (and, in a run-level rollback, stacks the run created). \
+             Fix: this is a bug; nothing was deleted"
+        )));
+    }
+    let token = reconcile::client_token_of(record, reconcile::OP_DELETE);
+    ctx.clients
+        .cfn
+        .delete_stack()
+        .stack_name(stack)
+        .client_request_token(&token)
+        .set_role_arn(ctx.config.cfn_role_arn.clone())
+        .send()
+        .await
+        .map_err(|e| aws_error("cloudformation:DeleteStack", e))?;
+    tracing::info!(stack = %stack, token = %token, "deleting the ROLLBACK_COMPLETE leftover of an earlier failed create");
+    Ok(())
+}
+
+/// ContinueUpdateRollback on an UPDATE_ROLLBACK_FAILED stack with the record's continue token
+/// (a retry with the same token starts nothing new). A refusal is `StackFailed` with the fix.
+pub async fn continue_update_rollback(ctx: &Ctx, record: &StackRecord) -> Result<(), Error> {
+    let stack = record.stack.as_str();
+    let token = reconcile::client_token_of(record, reconcile::OP_CONTINUE);
+    let result = ctx
+        .clients
+        .cfn
+        .continue_update_rollback()
+        .stack_name(stack)
+        .client_request_token(&token)
+        .set_role_arn(ctx.config.cfn_role_arn.clone())
+        .send()
+        .await;
+    match result {
+        Ok(_) => {
+            tracing::info!(stack = %stack, token = %token, "continuing the failed rollback of an earlier update (UPDATE_ROLLBACK_FAILED)");
+            Ok(())
+        }
+        Err(e) => match aws_error("cloudformation:ContinueUpdateRollback", e) {
+            e @ Error::Throttled { .. } => Err(e),
+            e => Err(Error::StackFailed {
+                stack: stack.to_string(),
+                cause: format!(
+                    "it is UPDATE_ROLLBACK_FAILED and continuing its rollback failed: {e}. Fix: fix the \
+                     resources named in the stack's events (or skip them: ContinueUpdateRollback with \
+                     ResourcesToSkip) until the stack is UPDATE_ROLLBACK_COMPLETE, then run the deployment again"
+                ),
+            }),
+        },
+    }
+}
+
+/// The update of a stable stack: snapshot it as it is now, then CreateChangeSet (UPDATE). Used
+/// by check once a stack is free again (after ContinueUpdateRollback, or another operation). The
+/// record's phase becomes `change_set_pending`, or `done`/`unchanged` for the emulator's
+/// no-change refusal.
+pub async fn start_update(
+    ctx: &Ctx,
+    run: &RunContext,
+    store: &RunStore,
+    planned: &PlannedStack,
+    record: &mut StackRecord,
+) -> Result<(), Error> {
+    let stack = planned.name.as_str();
+    let current = describe_stack(&ctx.clients.cfn, stack)
+        .await?
+        .ok_or_else(|| Error::StackFailed {
+            stack: stack.to_string(),
+            cause: "the stack disappeared just before its update (deleted by someone else?). \
+                    Fix: run the deployment again to create it"
+                .into(),
+        })?;
+    if record.snapshot.is_none() {
+        record.snapshot = Some(snapshot(ctx, run, store, &current).await?);
+    }
+    record.operation = Operation::Update;
+    match create_change_set(
+        ctx,
+        run,
+        planned,
+        &record.parameters,
+        &record.change_set_name,
+        ChangeSetType::Update,
     )
     .await?
     {

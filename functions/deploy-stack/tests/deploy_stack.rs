@@ -4,6 +4,9 @@ mod support;
 
 use std::sync::{Arc, Mutex};
 
+use aws_sdk_cloudformation::operation::continue_update_rollback::{
+    ContinueUpdateRollbackError, ContinueUpdateRollbackInput, ContinueUpdateRollbackOutput,
+};
 use aws_sdk_cloudformation::operation::create_change_set::{
     CreateChangeSetError, CreateChangeSetInput, CreateChangeSetOutput,
 };
@@ -456,11 +459,11 @@ async fn missing_ssm_parameter_is_parameter_not_found() {
 }
 
 #[tokio::test]
-async fn stuck_or_busy_stacks_are_refused_with_the_fix() {
+async fn broken_stacks_are_refused_with_the_fix() {
     for (status, fix) in [
-        ("UPDATE_ROLLBACK_FAILED", "ContinueUpdateRollback"),
-        ("UPDATE_IN_PROGRESS", "wait for that operation"),
         ("ROLLBACK_FAILED", "delete the stack"),
+        ("DELETE_FAILED", "delete the stack"),
+        ("UPDATE_FAILED", "RollbackStack"),
     ] {
         let bucket = Bucket::default();
         let run = run();
@@ -483,6 +486,112 @@ async fn stuck_or_busy_stacks_are_refused_with_the_fix() {
             bucket.record(&run, "Net").map(|r| r.action),
             Some(Action::Failed)
         );
+    }
+}
+
+#[tokio::test]
+async fn update_rollback_failed_is_continued_with_a_token() {
+    let bucket = Bucket::default();
+    let run = run();
+    bucket.put_json(
+        &run.plan_key(),
+        &plan(vec![planned("Net", "net.yaml", vec![])]),
+    );
+    let net = describe("Net", stack("Net", "UPDATE_ROLLBACK_FAILED"));
+    let seen: Captured<ContinueUpdateRollbackInput> = Arc::default();
+    let s = seen.clone();
+    let cont = mock!(Cfn::continue_update_rollback).then_compute_output(move |req| {
+        s.lock().expect("lock").push(req.clone());
+        ContinueUpdateRollbackOutput::builder().build()
+    });
+    let (create, _) = capture_create();
+    let mut config = config();
+    config.cfn_role_arn = Some("arn:aws:iam::123456789012:role/stackwave-cfn".into());
+    let ctx = ctx(&bucket, &[&net, &cont, &create], &[], config);
+
+    let out = handle(&ctx, input("Net")).await.expect("started");
+    assert_eq!(out.operation, "update");
+    let record = bucket.record(&run, "Net").expect("record");
+    assert_eq!(record.phase, Phase::ContinuingRollback);
+    assert_eq!(record.operation, Operation::Update);
+    assert_eq!(record.action, Action::InProgress);
+    assert_eq!(record.status.as_deref(), Some("UPDATE_ROLLBACK_FAILED"));
+    let calls = seen.lock().expect("lock").clone();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].stack_name(), Some("Net"));
+    let token = reconcile::client_token_of(&record, reconcile::OP_CONTINUE);
+    assert_eq!(calls[0].client_request_token(), Some(token.as_str()));
+    assert_eq!(
+        calls[0].role_arn(),
+        Some("arn:aws:iam::123456789012:role/stackwave-cfn")
+    );
+    assert_eq!(create.num_calls(), 0, "the update waits for the rollback");
+    assert!(
+        record.snapshot.is_none(),
+        "snapshot once the rollback completed"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_continue_is_stack_failed_with_the_fix() {
+    let bucket = Bucket::default();
+    let run = run();
+    bucket.put_json(
+        &run.plan_key(),
+        &plan(vec![planned("Net", "net.yaml", vec![])]),
+    );
+    let net = describe("Net", stack("Net", "UPDATE_ROLLBACK_FAILED"));
+    let cont = mock!(Cfn::continue_update_rollback).then_error(|| {
+        ContinueUpdateRollbackError::generic(
+            aws_sdk_cloudformation::error::ErrorMetadata::builder()
+                .code("AccessDenied")
+                .message("not allowed")
+                .build(),
+        )
+    });
+    let ctx = ctx(&bucket, &[&net, &cont], &[], config());
+    let err = handle(&ctx, input("Net")).await.expect_err("refused");
+    assert_eq!(err.name(), "StackFailed");
+    let text = err.to_string();
+    assert!(text.contains("Net"), "{text}");
+    assert!(text.contains("AccessDenied"), "{text}");
+    assert!(text.contains("ResourcesToSkip"), "{text}");
+    let record = bucket.record(&run, "Net").expect("record");
+    assert_eq!(record.action, Action::Failed);
+    assert_eq!(
+        record.operation,
+        Operation::Update,
+        "a run-level rollback never deletes it"
+    );
+}
+
+#[tokio::test]
+async fn a_stack_busy_with_another_operation_is_waited_for() {
+    for status in [
+        "UPDATE_IN_PROGRESS",
+        "CREATE_IN_PROGRESS",
+        "UPDATE_ROLLBACK_IN_PROGRESS",
+    ] {
+        let bucket = Bucket::default();
+        let run = run();
+        bucket.put_json(
+            &run.plan_key(),
+            &plan(vec![planned("Net", "net.yaml", vec![])]),
+        );
+        let net = describe("Net", stack("Net", status));
+        let (create, _) = capture_create();
+        let ctx = ctx(&bucket, &[&net, &create], &[], config());
+        handle(&ctx, input("Net")).await.expect("waiting");
+        let record = bucket.record(&run, "Net").expect("record");
+        assert_eq!(record.phase, Phase::WaitingForOther, "{status}");
+        assert_eq!(record.action, Action::InProgress);
+        assert_eq!(record.status.as_deref(), Some(status));
+        assert_eq!(
+            record.operation,
+            Operation::Update,
+            "nothing of this run to delete while waiting"
+        );
+        assert_eq!(create.num_calls(), 0, "{status}: nothing started");
     }
 }
 
