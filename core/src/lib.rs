@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod error;
 pub mod io;
+pub mod lock;
 pub mod manifest;
 pub mod plan;
 pub mod poll;

@@ -2,6 +2,7 @@
 //! once, the S3 run store, and the mapping of SDK errors to `stackwave_core::Error`.
 
 pub mod errors;
+pub mod lock;
 pub mod store;
 pub mod telemetry;
 

@@ -4,10 +4,18 @@
 //!
 //! The summary is never lost to bookkeeping: when writing it to S3 or updating SSM fails, the
 //! failure is logged and the summary is still returned.
+//!
+//! Finalize also releases the environment lock (`stackwave_aws::lock`) when it holds this
+//! execution's ARN, on every path: the state machine reaches Finalize after success, after a
+//! failure, and after a run-level rollback. It releases it even when building the summary fails
+//! for good (anything but throttling, which the state machine retries). When Finalize itself
+//! cannot run to the end (the NotifyRejected path after a Finalize failure), the lock stays
+//! behind, and the environment stays usable all the same: the next execution's plan takes the
+//! lease over as soon as this execution is no longer RUNNING, and in any case once it expires.
 
 use aws_sdk_ssm::types::ParameterType;
 use serde::Serialize;
-use stackwave_aws::{aws_error, Ctx, RunStore};
+use stackwave_aws::{aws_error, lock, Ctx, RunStore};
 use stackwave_core::io::{FinalizeInput, RunContext, RunStatus, RunSummary};
 use stackwave_core::Error;
 use tracing::{info, warn};
@@ -36,10 +44,43 @@ pub struct LastDeployment {
 
 pub async fn handle(ctx: &Ctx, input: FinalizeInput) -> Result<RunSummary, Error> {
     let FinalizeInput { run, error } = input;
-    let store = RunStore::for_run(&ctx.clients.s3, &run);
-    let plan = store.plan(&run).await?;
-    let records = store.all_records(&run).await?;
-    let summary = stackwave_core::summary::build(&run, &plan, &records, error.as_ref());
+    // Boxed: the nested SDK futures would otherwise overflow the compiler's layout depth.
+    let result = Box::pin(summarize(ctx, &run, error)).await;
+    match &result {
+        // The state machine retries this invoke: the next try releases the lock.
+        Err(e) if e.is_transient() => {}
+        _ => Box::pin(release_lock(ctx, &run)).await,
+    }
+    result
+}
+
+/// Release the environment lock if it is this execution's; a failure is logged, never raised
+/// (the lease's expiry and the takeover of a finished execution's lease keep the environment
+/// usable).
+async fn release_lock(ctx: &Ctx, run: &RunContext) {
+    match lock::release(ctx, &run.environment, &run.execution_arn).await {
+        Ok(released) => {
+            info!(environment = %run.environment, execution = %run.execution_name, released = ?released, "environment lock handled")
+        }
+        Err(e) => warn!(
+            environment = %run.environment,
+            execution = %run.execution_name,
+            error = %e,
+            "could not release the environment lock; the next run takes it over since this execution is ending"
+        ),
+    }
+}
+
+/// Build the summary, write it to S3 and record the last successful deployment.
+async fn summarize(
+    ctx: &Ctx,
+    run: &RunContext,
+    error: Option<stackwave_core::io::CaughtError>,
+) -> Result<RunSummary, Error> {
+    let store = RunStore::for_run(&ctx.clients.s3, run);
+    let plan = store.plan(run).await?;
+    let records = store.all_records(run).await?;
+    let summary = stackwave_core::summary::build(run, &plan, &records, error.as_ref());
 
     let key = run.summary_key();
     match store.put_json(&key, &summary).await {
@@ -61,7 +102,7 @@ pub async fn handle(ctx: &Ctx, input: FinalizeInput) -> Result<RunSummary, Error
     }
 
     if summary.status == RunStatus::Succeeded {
-        record_last_deployment(ctx, &run, &summary).await;
+        record_last_deployment(ctx, run, &summary).await;
     }
     Ok(summary)
 }

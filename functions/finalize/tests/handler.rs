@@ -12,9 +12,11 @@ use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::operation::put_object::PutObjectOutput;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::Object;
+use aws_sdk_ssm::operation::delete_parameter::DeleteParameterOutput;
+use aws_sdk_ssm::operation::get_parameter::GetParameterOutput;
 use aws_sdk_ssm::operation::put_parameter::{PutParameterError, PutParameterOutput};
 use aws_sdk_ssm::types::error::InternalServerError;
-use aws_sdk_ssm::types::ParameterType;
+use aws_sdk_ssm::types::{Parameter, ParameterType};
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use serde_json::Value;
 use stackwave_aws::{Clients, Config, Ctx};
@@ -210,6 +212,37 @@ fn bucket(records: Vec<StackRecord>) -> Bucket {
     }
 }
 
+/// The environment lock, held by this execution: read, then deleted by finalize.
+struct Lock {
+    get: Rule,
+    delete: Rule,
+}
+
+fn lock_held_by(holder: &'static str) -> Lock {
+    let value =
+        format!("{{\"executionArn\":\"{holder}\",\"expires\":\"2099-01-01T00:00:00.000Z\"}}");
+    let get = mock!(aws_sdk_ssm::Client::get_parameter)
+        .match_requests(|r| r.name() == Some("/stackwave/dev/lock"))
+        .then_output(move || {
+            GetParameterOutput::builder()
+                .parameter(
+                    Parameter::builder()
+                        .name("/stackwave/dev/lock")
+                        .value(value.clone())
+                        .build(),
+                )
+                .build()
+        });
+    let delete = mock!(aws_sdk_ssm::Client::delete_parameter)
+        .match_requests(|r| r.name() == Some("/stackwave/dev/lock"))
+        .then_output(|| DeleteParameterOutput::builder().build());
+    Lock { get, delete }
+}
+
+fn lock_ours() -> Lock {
+    lock_held_by(EXECUTION)
+}
+
 type ParamPut = (String, String, Option<ParameterType>, Option<bool>);
 fn capture_params(params: &Arc<Mutex<Vec<ParamPut>>>) -> Rule {
     let params = params.clone();
@@ -242,7 +275,12 @@ async fn success_writes_the_summary_and_the_last_deployment() {
     let params = Arc::new(Mutex::new(Vec::new()));
     let put_param = capture_params(&params);
     let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &b.rules);
-    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&put_param]);
+    let lock = lock_ours();
+    let ssm = mock_client!(
+        aws_sdk_ssm,
+        RuleMode::MatchAny,
+        [&put_param, &lock.get, &lock.delete]
+    );
     let ctx = ctx(s3, ssm).await;
 
     let summary = stackwave_finalize::handle(
@@ -298,7 +336,12 @@ async fn failure_writes_the_summary_but_not_the_last_deployment() {
     let params = Arc::new(Mutex::new(Vec::new()));
     let put_param = capture_params(&params);
     let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &b.rules);
-    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&put_param]);
+    let lock = lock_ours();
+    let ssm = mock_client!(
+        aws_sdk_ssm,
+        RuleMode::MatchAny,
+        [&put_param, &lock.get, &lock.delete]
+    );
     let ctx = ctx(s3, ssm).await;
     let error = CaughtError {
         error: "StackFailed".into(),
@@ -344,7 +387,12 @@ async fn an_ssm_failure_does_not_lose_the_summary() {
         PutParameterError::InternalServerError(InternalServerError::builder().build())
     });
     let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &b.rules);
-    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&put_param]);
+    let lock = lock_ours();
+    let ssm = mock_client!(
+        aws_sdk_ssm,
+        RuleMode::MatchAny,
+        [&put_param, &lock.get, &lock.delete]
+    );
     let ctx = ctx(s3, ssm).await;
 
     let summary = stackwave_finalize::handle(
@@ -376,7 +424,8 @@ async fn a_missing_plan_is_an_internal_error() {
         )
     });
     let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, [&get, &listing]);
-    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, Vec::<&Rule>::new());
+    let lock = lock_ours();
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&lock.get, &lock.delete]);
     let ctx = ctx(s3, ssm).await;
 
     let err = stackwave_finalize::handle(
@@ -405,7 +454,8 @@ async fn handle_json_accepts_the_whole_state() {
         Action::Created,
     )]);
     let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &b.rules);
-    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, Vec::<&Rule>::new());
+    let lock = lock_ours();
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&lock.get, &lock.delete]);
     let ctx = ctx(s3, ssm).await;
     let state = serde_json::json!({
         "run": run(),
@@ -442,7 +492,12 @@ async fn a_failed_summary_upload_still_returns_the_summary() {
     let params = Arc::new(Mutex::new(Vec::new()));
     let put_param = capture_params(&params);
     let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &b.rules);
-    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&put_param]);
+    let lock = lock_ours();
+    let ssm = mock_client!(
+        aws_sdk_ssm,
+        RuleMode::MatchAny,
+        [&put_param, &lock.get, &lock.delete]
+    );
     let ctx = ctx(s3, ssm).await;
 
     let summary = stackwave_finalize::handle(
@@ -463,4 +518,98 @@ async fn a_failed_summary_upload_still_returns_the_summary() {
         1,
         "the last deployment is still recorded"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The environment lock is released on every path.
+// ---------------------------------------------------------------------------------------------
+
+async fn finalize_with(lock: &Lock, records: Vec<StackRecord>, error: Option<CaughtError>) {
+    let b = bucket(records);
+    let params = Arc::new(Mutex::new(Vec::new()));
+    let put_param = capture_params(&params);
+    let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &b.rules);
+    let ssm = mock_client!(
+        aws_sdk_ssm,
+        RuleMode::MatchAny,
+        [&put_param, &lock.get, &lock.delete]
+    );
+    let ctx = ctx(s3, ssm).await;
+    stackwave_finalize::handle(&ctx, FinalizeInput { run: run(), error })
+        .await
+        .expect("summary");
+}
+
+#[tokio::test]
+async fn the_lock_is_released_after_success_failure_and_rollback() {
+    let ok = vec![
+        record("Network-dev", "infrastructure", Action::Created),
+        record("Api-dev", "application", Action::Updated),
+    ];
+    let failed = vec![
+        record("Network-dev", "infrastructure", Action::Created),
+        record("Api-dev", "application", Action::Failed),
+    ];
+    let rolled_back = vec![
+        record("Network-dev", "infrastructure", Action::RolledBack),
+        record("Api-dev", "application", Action::Failed),
+    ];
+    let caught = || {
+        Some(CaughtError {
+            error: "StackFailed".into(),
+            cause: "A stack of this wave failed".into(),
+        })
+    };
+    for (records, error) in [(ok, None), (failed, caught()), (rolled_back, caught())] {
+        let lock = lock_ours();
+        finalize_with(&lock, records, error).await;
+        assert_eq!(lock.get.num_calls(), 1);
+        assert_eq!(lock.delete.num_calls(), 1, "released");
+    }
+}
+
+#[tokio::test]
+async fn another_executions_lock_is_left_alone() {
+    let lock = lock_held_by(
+        "arn:aws:states:us-east-1:123456789012:execution:stackwave-deploy:took-it-over",
+    );
+    finalize_with(
+        &lock,
+        vec![
+            record("Network-dev", "infrastructure", Action::Created),
+            record("Api-dev", "application", Action::Created),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(lock.get.num_calls(), 1);
+    assert_eq!(lock.delete.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn the_lock_is_released_even_when_the_summary_cannot_be_built() {
+    // No plan in the bucket: finalize fails for good, and still gives the environment back.
+    let s3 = mock_client!(
+        aws_sdk_s3,
+        RuleMode::MatchAny,
+        [&mock!(aws_sdk_s3::Client::get_object).then_error(|| {
+            aws_sdk_s3::operation::get_object::GetObjectError::NoSuchKey(
+                aws_sdk_s3::types::error::NoSuchKey::builder().build(),
+            )
+        })]
+    );
+    let lock = lock_ours();
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&lock.get, &lock.delete]);
+    let ctx = ctx(s3, ssm).await;
+    let err = stackwave_finalize::handle(
+        &ctx,
+        FinalizeInput {
+            run: run(),
+            error: None,
+        },
+    )
+    .await
+    .expect_err("no plan");
+    assert!(!err.is_transient());
+    assert_eq!(lock.delete.num_calls(), 1, "released");
 }

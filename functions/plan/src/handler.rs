@@ -7,11 +7,12 @@
 use std::collections::{BTreeSet, HashSet};
 
 use aws_sdk_ssm::types::ParameterType;
-use stackwave_aws::{aws_error, Ctx, RunStore};
+use stackwave_aws::{aws_error, lock, Ctx, RunStore};
 use stackwave_core::io::{
     ExecutionInput, ExecutionRef, PlanInput, PlanOutput, PollSeconds, RunContext,
     DEFAULT_MAX_CONCURRENCY,
 };
+use stackwave_core::lock::Lease;
 use stackwave_core::manifest::ValidationIssue;
 use stackwave_core::trigger::{self, Trigger, TriggerEvent};
 use stackwave_core::Error;
@@ -113,9 +114,23 @@ pub async fn handle(ctx: &Ctx, input: PlanInput) -> Result<PlanOutput, Error> {
         started_at: started_at(execution.start_time.as_deref()),
         on_failure: plan.on_failure,
     };
-    RunStore::new(ctx.clients.s3.clone(), bucket.clone())
+    // One deployment per environment: the lease is taken once the input and the manifest are
+    // valid; finalize releases it (`stackwave_aws::lock`).
+    let lease = Lease::new(&execution.arn, &plan, chrono::Utc::now());
+    lock::acquire(ctx, &environment, &lease).await?;
+    let stored = RunStore::new(ctx.clients.s3.clone(), bucket.clone())
         .put_plan(&run, &plan)
-        .await?;
+        .await;
+    if let Err(e) = stored {
+        // A retried plan (transient error) finds its own lease; otherwise the run ends here,
+        // without finalize: give the environment back at once.
+        if !e.is_transient() {
+            if let Err(r) = lock::release(ctx, &environment, &execution.arn).await {
+                warn!(environment = %environment, error = %r, "could not release the lock; the next run takes it over once this execution has ended");
+            }
+        }
+        return Err(e);
+    }
     info!(
         environment = %environment,
         execution = %execution.name,

@@ -122,19 +122,31 @@ fn capture_puts(puts: &Puts) -> Rule {
     })
 }
 
-/// PutParameter, keeping each (name, value, type, overwrite).
+/// The environment lock's parameter (see tests/lock.rs).
+const LOCK: &str = "/stackwave/dev/lock";
+
+/// The environment lock is free: created at the first try.
+fn lock_free() -> Rule {
+    mock!(aws_sdk_ssm::Client::put_parameter)
+        .match_requests(|r| r.name() == Some(LOCK) && r.overwrite() == Some(false))
+        .then_output(|| PutParameterOutput::builder().version(1).build())
+}
+
+/// PutParameter (other than the lock's), keeping each (name, value, type, overwrite).
 type ParamPut = (String, String, Option<ParameterType>, Option<bool>);
 fn capture_params(params: &Arc<Mutex<Vec<ParamPut>>>) -> Rule {
     let params = params.clone();
-    mock!(aws_sdk_ssm::Client::put_parameter).then_compute_output(move |r| {
-        params.lock().unwrap().push((
-            r.name().unwrap_or_default().to_string(),
-            r.value().unwrap_or_default().to_string(),
-            r.r#type().cloned(),
-            r.overwrite(),
-        ));
-        PutParameterOutput::builder().version(2).build()
-    })
+    mock!(aws_sdk_ssm::Client::put_parameter)
+        .match_requests(|r| r.name() != Some(LOCK))
+        .then_compute_output(move |r| {
+            params.lock().unwrap().push((
+                r.name().unwrap_or_default().to_string(),
+                r.value().unwrap_or_default().to_string(),
+                r.r#type().cloned(),
+                r.overwrite(),
+            ));
+            PutParameterOutput::builder().version(2).build()
+        })
 }
 
 fn template_keys() -> &'static [&'static str] {
@@ -160,7 +172,8 @@ async fn plans_a_manifest_from_s3_and_stores_the_plan() {
         RuleMode::MatchAny,
         [&get, &listing, &head, &put]
     );
-    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&put_param]);
+    let lock = lock_free();
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&lock, &put_param]);
     let ctx = ctx(s3, ssm, BUCKET).await;
 
     let out = stackwave_plan::handle(
@@ -245,6 +258,7 @@ async fn plans_a_manifest_from_s3_and_stores_the_plan() {
         Some(vec!["Network-dev".to_string()])
     );
 
+    assert_eq!(lock.num_calls(), 1, "the environment is locked");
     let params = params.lock().unwrap();
     assert_eq!(
         *params,
@@ -283,7 +297,12 @@ async fn manifest_location_comes_from_ssm_when_the_input_has_none() {
         RuleMode::MatchAny,
         [&get, &listing, &head, &put]
     );
-    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&get_param, &put_param]);
+    let lock = lock_free();
+    let ssm = mock_client!(
+        aws_sdk_ssm,
+        RuleMode::MatchAny,
+        [&lock, &get_param, &put_param]
+    );
     // No configured bucket: the manifest's bucket holds the run.
     let ctx = ctx(s3, ssm, "").await;
 
@@ -585,7 +604,8 @@ async fn an_s3_upload_event_claims_the_object_version_and_plans_the_uploaded_man
         RuleMode::MatchAny,
         [&get, &listing, &head, &put]
     );
-    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&put_param]);
+    let lock = lock_free();
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&lock, &put_param]);
     let ctx = ctx(s3, ssm, BUCKET).await;
 
     let out = stackwave_plan::handle(&ctx, input(s3_upload_event()))
@@ -725,10 +745,11 @@ async fn a_retried_plan_of_the_same_execution_keeps_its_own_claim() {
         RuleMode::MatchAny,
         [&get, &listing, &head, &put]
     );
+    let lock = lock_free();
     let ssm = mock_client!(
         aws_sdk_ssm,
         RuleMode::MatchAny,
-        [&put_claim, &put_uri, &get_param]
+        [&lock, &put_claim, &put_uri, &get_param]
     );
     let ctx = ctx(s3, ssm, BUCKET).await;
 
