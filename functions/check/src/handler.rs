@@ -6,6 +6,8 @@
 //! cause of stacks that just failed, writes the records that changed, and tells the state
 //! machine how long to wait before the next check.
 
+mod rollback;
+
 use std::collections::{HashMap, HashSet};
 
 use aws_sdk_cloudformation::error::ProvideErrorMetadata;
@@ -13,7 +15,7 @@ use aws_sdk_cloudformation::types::{ChangeSetType, Stack};
 use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt, TryStreamExt};
 use stackwave_aws::{aws_error, Ctx, RunStore};
-use stackwave_core::io::{CheckInput, CheckOutput, RunContext};
+use stackwave_core::io::{CheckInput, CheckMode, CheckOutput, RunContext};
 use stackwave_core::plan::{Plan, PlannedStack};
 use stackwave_core::poll;
 use stackwave_core::reconcile::{
@@ -40,6 +42,9 @@ const CONCURRENCY: usize = 8;
 const MAX_FAILED_NAMES: usize = 20;
 
 pub async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> {
+    if input.mode == CheckMode::Rollback {
+        return rollback::handle(ctx, input).await;
+    }
     let run = &input.run;
     let store = RunStore::for_run(&ctx.clients.s3, run);
     let records = store.records(run, &input.stacks).await?;
@@ -524,7 +529,7 @@ fn to_chrono(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
 
 /// The stack's events back to `since` (AWS lists them newest first; paging stops at the first
 /// page that reaches past `since`).
-async fn stack_events(
+pub(crate) async fn stack_events(
     cfn: &aws_sdk_cloudformation::Client,
     stack: &str,
     since: DateTime<Utc>,

@@ -1,0 +1,251 @@
+//! check in rollback mode (`"mode": "rollback"`): one poll of a rollback wave.
+//!
+//! It reads the wave's records, observes every stack whose delete or restore is running,
+//! settles each with `stackwave_core::rollback::advance` (naming the root cause of a failed one
+//! from the stack's events), records a stack whose rollback never started as
+//! `rollback_failed`, writes the records that changed, and answers like a deploy check:
+//! settled once every stack's rollback is done, `anyFailed` when one ended `rollback_failed`.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use futures::{stream, StreamExt, TryStreamExt};
+use stackwave_aws::{aws_error, Ctx, RunStore};
+use stackwave_core::io::{CheckInput, CheckOutput, RunContext};
+use stackwave_core::poll;
+use stackwave_core::reconcile::{self, StackState, StackView};
+use stackwave_core::record::{Action, RollbackPhase, StackRecord};
+use stackwave_core::rollback;
+use stackwave_core::Error;
+use stackwave_deploy_stack::describe_stack;
+
+/// Up to this many running rollbacks, DescribeStacks per stack; above it, one paginated
+/// DescribeStacks filtered to the wave.
+const PER_STACK_LIMIT: usize = 10;
+
+/// Concurrent CloudFormation calls of one check.
+const CONCURRENCY: usize = 8;
+
+/// At most this many failed stack names in the output.
+const MAX_FAILED_NAMES: usize = 20;
+
+pub(crate) async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> {
+    let run = &input.run;
+    let store = RunStore::for_run(&ctx.clients.s3, run);
+    let records = store.records(run, &input.stacks).await?;
+    if let Some(missing) = input
+        .stacks
+        .iter()
+        .find(|s| !records.iter().any(|r| &r.stack == *s))
+    {
+        return Err(Error::Internal(format!(
+            "stack {missing} is in a rollback wave but has no record at s3://{}/{}. Fix: this \
+             is a bug in the rollback plan; check the stack by hand",
+            run.bucket,
+            run.record_key(missing)
+        )));
+    }
+    let now = Utc::now();
+
+    let mut advanced: HashMap<String, StackRecord> = HashMap::new();
+    // The rollback step of these never recorded a start: its invoke failed past its retries.
+    for r in &records {
+        if let (None, Some(operation)) = (&r.rollback, rollback::wanted(r)) {
+            let mut next = r.clone();
+            next.rollback = Some(rollback::settled(
+                operation,
+                &rollback::client_token(&run.execution_name, &r.stack),
+                Action::RollbackFailed,
+                rollback::never_started_reason(operation),
+                now,
+            ));
+            tracing::error!(stack = %r.stack, operation = operation.as_str(), "rollback never started");
+            advanced.insert(r.stack.clone(), next);
+        }
+    }
+
+    let open: Vec<&StackRecord> = records
+        .iter()
+        .filter(|r| {
+            r.rollback
+                .as_ref()
+                .is_some_and(|s| s.phase == RollbackPhase::Executing)
+        })
+        .collect();
+    let views = observe(ctx, &open).await?;
+    let results: Vec<(String, Result<StackRecord, Error>)> = stream::iter(open.iter().copied())
+        .map(|record| {
+            let view = views
+                .get(&record.stack)
+                .cloned()
+                .unwrap_or(StackView::NotObserved);
+            async move { (record.stack.clone(), step(ctx, record, &view, now).await) }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut first_error = None;
+    for (stack, result) in results {
+        match result {
+            Ok(rec) => {
+                advanced.insert(stack, rec);
+            }
+            Err(e) => {
+                tracing::warn!(stack = %stack, error_type = e.name(), error = %e, "rollback not advanced");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+
+    // Write back what changed, even when another stack must be looked at again.
+    let changed: Vec<&StackRecord> = records
+        .iter()
+        .filter_map(|old| advanced.get(&old.stack).filter(|new| *new != old))
+        .collect();
+    stream::iter(changed.iter().copied())
+        .map(|rec| store.put_record(run, rec))
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+
+    let current: Vec<&StackRecord> = records
+        .iter()
+        .map(|r| advanced.get(&r.stack).unwrap_or(r))
+        .collect();
+    let output = summarize(run, &current, input.attempt);
+    tracing::info!(
+        attempt = output.attempt,
+        settled = output.settled,
+        in_progress = output.in_progress,
+        rolled_back = output.succeeded,
+        rollback_failed = output.failed,
+        changed = changed.len(),
+        next_wait_seconds = output.next_wait_seconds,
+        "rollback wave checked"
+    );
+    Ok(output)
+}
+
+/// Advance one stack's rollback; a failed one gets its root cause from the stack's events.
+/// `Err` only for transient errors (the record is then left as it was).
+async fn step(
+    ctx: &Ctx,
+    record: &StackRecord,
+    view: &StackView,
+    now: DateTime<Utc>,
+) -> Result<StackRecord, Error> {
+    let stack = record.stack.as_str();
+    let advance = rollback::advance(record, view, now);
+    let mut next = advance.record;
+    if advance.fetch_events {
+        let since = next
+            .rollback
+            .as_ref()
+            .and_then(|s| reconcile::parse_timestamp(&s.started_at))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        match crate::stack_events(&ctx.clients.cfn, stack, since).await {
+            Ok(events) => rollback::apply_events(&mut next, &events),
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => {
+                tracing::warn!(stack = %stack, error = %e, "no stack events: root cause of the rollback failure unknown")
+            }
+        }
+    }
+    if let Some(state) = next
+        .rollback
+        .as_ref()
+        .filter(|s| s.phase == RollbackPhase::Done)
+    {
+        tracing::info!(stack = %stack, operation = state.operation.as_str(), outcome = ?state.outcome, status = ?state.status, reason = %state.reason, root_cause = ?state.root_cause, "rollback settled");
+    }
+    Ok(next)
+}
+
+/// The stacks of the running rollbacks: per stack for a small wave, one paginated listing for
+/// a large one (a deleted stack is not listed: not listed = absent).
+async fn observe(ctx: &Ctx, open: &[&StackRecord]) -> Result<HashMap<String, StackView>, Error> {
+    if open.is_empty() {
+        return Ok(HashMap::new());
+    }
+    if open.len() <= PER_STACK_LIMIT {
+        return stream::iter(open.iter().map(|r| r.stack.as_str()))
+            .map(|name| async move {
+                let view = match describe_stack(&ctx.clients.cfn, name).await? {
+                    Some(s) => view_of(
+                        s.stack_status().map(|st| st.as_str()),
+                        s.stack_status_reason(),
+                    ),
+                    None => StackView::Absent,
+                };
+                Ok::<_, Error>((name.to_string(), view))
+            })
+            .buffer_unordered(CONCURRENCY)
+            .try_collect()
+            .await;
+    }
+    let mut views: HashMap<String, StackView> = open
+        .iter()
+        .map(|r| (r.stack.clone(), StackView::Absent))
+        .collect();
+    let mut pages = ctx.clients.cfn.describe_stacks().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| aws_error("cloudformation:DescribeStacks", e))?;
+        for s in page.stacks() {
+            if let Some(view) = s.stack_name().and_then(|n| views.get_mut(n)) {
+                *view = view_of(
+                    s.stack_status().map(|st| st.as_str()),
+                    s.stack_status_reason(),
+                );
+            }
+        }
+    }
+    Ok(views)
+}
+
+fn view_of(status: Option<&str>, reason: Option<&str>) -> StackView {
+    StackView::Present(StackState {
+        status: status.unwrap_or_default().to_string(),
+        reason: reason.map(str::to_string),
+        outputs: vec![],
+    })
+}
+
+/// The check's answer: `succeeded` counts rolled-back stacks (and those needing no rollback),
+/// `failed` the rollback_failed ones.
+fn summarize(run: &RunContext, records: &[&StackRecord], attempt: u32) -> CheckOutput {
+    let running = |r: &&&StackRecord| {
+        r.rollback
+            .as_ref()
+            .is_some_and(|s| s.phase == RollbackPhase::Executing)
+    };
+    let in_progress = records.iter().filter(running).count();
+    let failed: Vec<&str> = records
+        .iter()
+        .filter(|r| {
+            r.rollback
+                .as_ref()
+                .is_some_and(|s| s.outcome == Some(Action::RollbackFailed))
+        })
+        .map(|r| r.stack.as_str())
+        .collect();
+    let succeeded = records.len() - in_progress - failed.len();
+    let attempt = attempt.saturating_add(1);
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    CheckOutput {
+        settled: in_progress == 0,
+        any_failed: !failed.is_empty(),
+        attempt,
+        next_wait_seconds: poll::next_wait(run.poll, attempt, fastrand::f64()),
+        in_progress: count(in_progress),
+        succeeded: count(succeeded),
+        failed: count(failed.len()),
+        failed_stacks: failed
+            .iter()
+            .take(MAX_FAILED_NAMES)
+            .map(|s| s.to_string())
+            .collect(),
+    }
+}
