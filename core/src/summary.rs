@@ -22,8 +22,9 @@ const MAX_ERROR_LEN: usize = 2000;
 /// Build the summary: every stack of the plan, with its record's action, or `not_started`.
 ///
 /// - A stack whose run-level rollback settled shows `rolled_back` or `rollback_failed`, its
-///   reason saying what the rollback did (after the stack's own failure, when it failed); a
-///   rollback that never settled shows `rollback_failed`.
+///   reason saying what the rollback did; a rollback that never settled shows
+///   `rollback_failed`. A stack whose own operation failed stays `failed` when its clean-up
+///   succeeded (the reason adds what the rollback did): the table must show what failed.
 /// - A stack without a record that depends, transitively, on a failed stack is `skipped`, its
 ///   reason naming the failed dependency; other stacks without a record are `not_started`.
 pub fn build(
@@ -111,6 +112,9 @@ fn shown(r: &StackRecord) -> (Action, String) {
         return (r.action, r.reason.clone());
     };
     let (action, what) = match rb.outcome {
+        Some(Action::RolledBack) if r.action == Action::Failed => {
+            (Action::Failed, rb.reason.clone())
+        }
         Some(Action::RolledBack) => (Action::RolledBack, rb.reason.clone()),
         Some(_) => (Action::RollbackFailed, rb.reason.clone()),
         None => (
@@ -380,7 +384,7 @@ fn rollback_section(summary: &RunSummary) -> String {
     let rolled_back: Vec<&StackSummary> = summary
         .stacks
         .iter()
-        .filter(|s| s.action == Action::RolledBack)
+        .filter(|s| was_rolled_back(s))
         .collect();
     let rollback_failed: Vec<&StackSummary> = summary
         .stacks
@@ -413,6 +417,12 @@ fn rollback_section(summary: &RunSummary) -> String {
         ));
     }
     out
+}
+
+/// The rollback restored or removed this stack: `rolled_back`, or a `failed` stack that the
+/// rollback cleaned up (its reason goes on with "; then <what the rollback did>").
+fn was_rolled_back(s: &StackSummary) -> bool {
+    s.action == Action::RolledBack || (s.action == Action::Failed && s.reason.contains("; then "))
 }
 
 /// What the rollback did, from a rolled-back stack's reason (`failed: ...; then <what>`).
@@ -461,7 +471,7 @@ pub fn rollback_failed(run: &RunContext, summary: &RunSummary) -> Message {
     let rolled_back: Vec<&str> = summary
         .stacks
         .iter()
-        .filter(|s| s.action == Action::RolledBack)
+        .filter(|s| was_rolled_back(s))
         .map(|s| s.name.as_str())
         .collect();
     if rolled_back.is_empty() {
@@ -1121,7 +1131,8 @@ mod tests {
             (Action::RolledBack, "deleted (created by this run)".into())
         );
         let (action, reason) = row("Db");
-        assert_eq!(action, Action::RolledBack);
+        // The stack that failed stays `failed`; its reason says the rollback deleted it.
+        assert_eq!(action, Action::Failed);
         assert!(
             reason.starts_with("failed: ROLLBACK_COMPLETE: The following resource(s)")
                 && reason.ends_with("; then deleted (created by this run)"),
