@@ -31,15 +31,17 @@ pub enum Function {
     Check,
     Notify,
     Finalize,
+    Rollback,
 }
 
 impl Function {
-    pub const ALL: [Function; 5] = [
+    pub const ALL: [Function; 6] = [
         Function::Plan,
         Function::DeployStack,
         Function::Check,
         Function::Notify,
         Function::Finalize,
+        Function::Rollback,
     ];
 
     /// The Lambda function name, `stackwave-<fn>`.
@@ -50,6 +52,7 @@ impl Function {
             Function::Check => "stackwave-check",
             Function::Notify => "stackwave-notify",
             Function::Finalize => "stackwave-finalize",
+            Function::Rollback => "stackwave-rollback",
         }
     }
 
@@ -65,6 +68,7 @@ impl Function {
             Function::Check => stackwave_check::handle_json(ctx, input).await,
             Function::Notify => stackwave_notify::handle_json(ctx, input).await,
             Function::Finalize => stackwave_finalize::handle_json(ctx, input).await,
+            Function::Rollback => stackwave_rollback::handle_json(ctx, input).await,
         }
     }
 }

@@ -55,7 +55,14 @@ pub const HEALTH_PATH: &str = "/_stackwave/health";
 /// How long `start` waits for the health route.
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The function names (`stackwave-<fn>`).
-pub const FUNCTIONS: &[&str] = &["plan", "deploy-stack", "check", "notify", "finalize"];
+pub const FUNCTIONS: &[&str] = &[
+    "plan",
+    "deploy-stack",
+    "check",
+    "notify",
+    "finalize",
+    "rollback",
+];
 
 pub fn topic_arn() -> String {
     format!("arn:aws:sns:{REGION}:{ACCOUNT}:{TOPIC_NAME}")

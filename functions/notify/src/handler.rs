@@ -1,7 +1,8 @@
 //! The notify function: one SNS alert at the start and at the end of a run (or when plan rejects
 //! it). The message uses `MessageStructure = "json"`: a human subject and body for email and
 //! the default protocol, and a JSON document for machines (SQS, Lambda, HTTPS subscribers).
-//! Message attributes `environment` and `status` let subscribers filter.
+//! Message attributes `environment` and `status` let subscribers filter. When a run's rollback
+//! failed, a second, separate alert (status `ROLLBACK_FAILED`) says a human is needed.
 
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::{json, Map, Value};
@@ -34,6 +35,22 @@ pub async fn handle(ctx: &Ctx, input: NotifyInput) -> Result<NotifyOutput, Error
         ));
     }
     let alert = Alert::from_input(&input);
+    let out = publish(ctx, &alert).await?;
+    // A rollback that failed needs a human: a second, separate alert says so.
+    if let NotifyInput::Finished { run, summary } = &input {
+        if summary
+            .stacks
+            .iter()
+            .any(|s| s.action == stackwave_core::record::Action::RollbackFailed)
+        {
+            publish(ctx, &Alert::rollback_failed(run, summary)).await?;
+        }
+    }
+    Ok(out)
+}
+
+/// Publish one alert to the topic.
+async fn publish(ctx: &Ctx, alert: &Alert) -> Result<NotifyOutput, Error> {
     let subject = sanitize_subject(&alert.message.subject);
     let message = alert.sns_message()?;
     let out = ctx
@@ -76,7 +93,7 @@ pub async fn handle_json(ctx: &Ctx, input: serde_json::Value) -> Result<serde_js
 pub struct Alert {
     pub event: &'static str,
     pub environment: String,
-    /// `STARTED`, `SUCCEEDED`, `FAILED` or `REJECTED`.
+    /// `STARTED`, `SUCCEEDED`, `FAILED`, `REJECTED` or `ROLLBACK_FAILED`.
     pub status: &'static str,
     pub execution_arn: String,
     pub message: Message,
@@ -133,6 +150,22 @@ impl Alert {
             },
             execution_arn: run.execution_arn.clone(),
             message: summary::finished(run, summary),
+            summary: Some(summary.clone()),
+            summary_uri: Some(format!("s3://{}/{}", run.bucket, run.summary_key())),
+            error: None,
+            stack_count: None,
+            stage_count: None,
+        }
+    }
+
+    /// The separate alert for a rollback that failed: a human must fix the stacks it names.
+    pub fn rollback_failed(run: &RunContext, summary: &RunSummary) -> Alert {
+        Alert {
+            event: "rollback_failed",
+            environment: run.environment.clone(),
+            status: "ROLLBACK_FAILED",
+            execution_arn: run.execution_arn.clone(),
+            message: summary::rollback_failed(run, summary),
             summary: Some(summary.clone()),
             summary_uri: Some(format!("s3://{}/{}", run.bucket, run.summary_key())),
             error: None,

@@ -361,3 +361,76 @@ async fn an_unknown_event_is_invalid_input() {
     assert_eq!(err.name(), "InvalidInput");
     assert!(err.to_string().contains("started"), "{err}");
 }
+
+#[tokio::test]
+async fn a_failed_rollback_sends_a_second_alert_for_a_human() {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let publish = capture(&sent);
+    let ctx = ctx(
+        mock_client!(aws_sdk_sns, RuleMode::MatchAny, [&publish]),
+        TOPIC,
+    )
+    .await;
+    let mut summary = failed_summary();
+    summary.stacks[0].action = Action::RollbackFailed;
+    summary.stacks[0].reason = "deleting the stack (created by this run) ended DELETE_FAILED: Bucket (AWS::S3::Bucket) DELETE_FAILED: The bucket you tried to delete is not empty. Fix: empty or detach the resources that cannot be deleted".into();
+
+    let out = stackwave_notify::handle(
+        &ctx,
+        NotifyInput::Finished {
+            run: run(),
+            summary,
+        },
+    )
+    .await
+    .expect("published");
+
+    assert_eq!(publish.num_calls(), 2);
+    let sent = sent.lock().unwrap();
+    // the run's alert first, as usual
+    assert_eq!(out.subject, sent[0].subject);
+    assert_eq!(sent[0].subject, "stackwave dev: FAILED at Api-dev");
+    check_common(&sent[0], "FAILED", "dev");
+    // then the rollback-failed alert
+    assert_eq!(
+        sent[1].subject,
+        "stackwave dev: ROLLBACK FAILED - needs a human"
+    );
+    let machine = check_common(&sent[1], "ROLLBACK_FAILED", "dev");
+    assert_eq!(machine["event"], "rollback_failed");
+    assert_eq!(machine["summary"]["stacks"][0]["action"], "rollback_failed");
+    let message: Value = serde_json::from_str(&sent[1].message).unwrap();
+    let body = message["default"].as_str().unwrap();
+    assert!(
+        body.contains("Stack Network-dev (stage infrastructure):"),
+        "{body}"
+    );
+    assert!(
+        body.contains("The bucket you tried to delete is not empty. Fix:"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn no_rollback_failure_no_second_alert() {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let publish = capture(&sent);
+    let ctx = ctx(
+        mock_client!(aws_sdk_sns, RuleMode::MatchAny, [&publish]),
+        TOPIC,
+    )
+    .await;
+    let mut summary = failed_summary();
+    summary.stacks[0].action = Action::RolledBack;
+    stackwave_notify::handle(
+        &ctx,
+        NotifyInput::Finished {
+            run: run(),
+            summary,
+        },
+    )
+    .await
+    .expect("published");
+    assert_eq!(publish.num_calls(), 1);
+    assert!(!sent.lock().unwrap()[0].subject.contains("ROLLBACK"));
+}
