@@ -105,6 +105,12 @@ pub async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> 
             Ok(rec) => {
                 advanced.insert(stack, rec);
             }
+            // Throttled past the SDK's retries: no progress for this stack this round. Its
+            // record stays as it was and the next poll takes the step again (every step is
+            // idempotent); a throttling storm slows the wave, it does not fail it.
+            Err(e) if e.is_transient() => {
+                tracing::warn!(stack = %stack, error_type = e.name(), error = %e, "stack not advanced this round: throttled; the next check tries again");
+            }
             Err(e) => {
                 tracing::warn!(stack = %stack, error_type = e.name(), error = %e, "stack not advanced");
                 first_error.get_or_insert(e);
@@ -210,9 +216,11 @@ async fn observe_stacks(
     if open.len() <= PER_STACK_LIMIT {
         return stream::iter(wanted)
             .map(|name| async move {
-                let view = match describe_stack(&ctx.clients.cfn, name).await? {
-                    Some(s) => view_of(&s),
-                    None => StackView::Absent,
+                let view = match describe_stack(&ctx.clients.cfn, name).await {
+                    Ok(Some(s)) => view_of(&s),
+                    Ok(None) => StackView::Absent,
+                    Err(e) if e.is_transient() => no_news(name, &e),
+                    Err(e) => return Err(e),
                 };
                 Ok::<_, Error>((name.to_string(), view))
             })
@@ -227,7 +235,16 @@ async fn observe_stacks(
         .collect();
     let mut pages = ctx.clients.cfn.describe_stacks().into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| aws_error("cloudformation:DescribeStacks", e))?;
+        let page = match page.map_err(|e| aws_error("cloudformation:DescribeStacks", e)) {
+            Ok(page) => page,
+            Err(e) if e.is_transient() => {
+                return Ok(wanted
+                    .iter()
+                    .map(|n| (n.to_string(), no_news(n, &e)))
+                    .collect());
+            }
+            Err(e) => return Err(e),
+        };
         for s in page.stacks() {
             if let Some(view) = s.stack_name().and_then(|n| views.get_mut(n)) {
                 *view = view_of(s);
@@ -237,7 +254,15 @@ async fn observe_stacks(
     Ok(views)
 }
 
-/// DescribeChangeSet for the records waiting for their change set (`None`: not found).
+/// A throttled observation past the SDK's retries: no news of this stack this round (the next
+/// poll asks again; its timeout still counts).
+fn no_news(stack: &str, e: &Error) -> StackView {
+    tracing::warn!(stack = %stack, error = %e, "throttled: no news of this stack this round");
+    StackView::NotObserved
+}
+
+/// DescribeChangeSet for the records waiting for their change set (`None`: not found, or
+/// throttled: no news this round).
 async fn observe_change_sets(
     ctx: &Ctx,
     open: &[&StackRecord],
@@ -267,7 +292,13 @@ async fn observe_change_sets(
                 {
                     None
                 }
-                Err(e) => return Err(aws_error("cloudformation:DescribeChangeSet", e)),
+                Err(e) => match aws_error("cloudformation:DescribeChangeSet", e) {
+                    e if e.is_transient() => {
+                        no_news(&r.stack, &e);
+                        None
+                    }
+                    e => return Err(e),
+                },
             };
             Ok((r.stack.clone(), state))
         })

@@ -435,21 +435,50 @@ async fn rollback_complete_leftover_is_deleted_then_created() {
 }
 
 #[tokio::test]
-async fn throttled_observation_is_throttled_and_changes_nothing() {
+async fn a_throttled_poll_is_no_news_this_round_and_the_next_poll_asks_again() {
     let bucket = Bucket::default();
     let run = run();
     let rec = record("App", Operation::Create, Phase::Executing, 1);
     bucket.put_record(&run, &rec);
-    let stacks =
-        mock!(Cfn::describe_stacks).then_error(|| DescribeStacksError::generic(throttling()));
+    let stacks = mock!(Cfn::describe_stacks)
+        .sequence()
+        .error(|| DescribeStacksError::generic(throttling()))
+        .output(|| out(stack("App", "CREATE_COMPLETE")))
+        .build();
     let ctx = ctx(&bucket, &[&stacks], &[], config());
-    let err = check(&ctx, &["App"], 0).await.expect_err("throttled");
-    assert_eq!(err.name(), "Throttled");
+    let first = check(&ctx, &["App"], 0)
+        .await
+        .expect("no news is not an error");
+    assert!(!first.settled);
+    assert_eq!(first.in_progress, 1);
+    assert_eq!(bucket.record(&run, "App"), Some(rec), "nothing changed");
+    let second = check(&ctx, &["App"], 1).await.expect("next poll");
+    assert!(second.settled && !second.any_failed);
+    assert_eq!(
+        bucket.record(&run, "App").map(|r| r.action),
+        Some(Action::Created)
+    );
+}
+
+#[tokio::test]
+async fn a_throttled_change_set_poll_is_no_news_too() {
+    let bucket = Bucket::default();
+    let run = run();
+    let rec = record("App", Operation::Create, Phase::ChangeSetPending, 1);
+    bucket.put_record(&run, &rec);
+    let cs = mock!(Cfn::describe_change_set).then_error(|| {
+        aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetError::generic(
+            throttling(),
+        )
+    });
+    let ctx = ctx(&bucket, &[&cs], &[], config());
+    let out = check(&ctx, &["App"], 0).await.expect("no news");
+    assert!(!out.settled);
     assert_eq!(bucket.record(&run, "App"), Some(rec));
 }
 
 #[tokio::test]
-async fn throttled_step_keeps_the_progress_of_the_others_and_is_retried() {
+async fn a_throttled_step_keeps_the_progress_of_the_others_and_is_taken_next_round() {
     let bucket = Bucket::default();
     let run = run();
     let a = record("A", Operation::Create, Phase::Executing, 1);
@@ -471,17 +500,21 @@ async fn throttled_step_keeps_the_progress_of_the_others_and_is_retried() {
         .build();
     let ctx = ctx(&bucket, &[&stacks, &cs, &execute], &[], config());
 
-    let err = check(&ctx, &["A", "B"], 0).await.expect_err("throttled");
-    assert_eq!(err.name(), "Throttled");
+    let first = check(&ctx, &["A", "B"], 0).await.expect("no error");
+    assert_eq!((first.succeeded, first.in_progress), (1, 1));
     assert_eq!(
         bucket.record(&run, "A").map(|r| r.action),
         Some(Action::Created),
         "A's progress is kept"
     );
-    assert_eq!(bucket.record(&run, "B"), Some(b), "B is left for the retry");
+    assert_eq!(
+        bucket.record(&run, "B"),
+        Some(b),
+        "B is left for the next round"
+    );
 
-    // The state machine retries the check: B's change set is executed now.
-    let output = check(&ctx, &["A", "B"], 0).await.expect("retried check");
+    // The next poll executes B's change set.
+    let output = check(&ctx, &["A", "B"], 1).await.expect("next check");
     assert_eq!((output.succeeded, output.in_progress), (1, 1));
     assert_eq!(
         bucket.record(&run, "B").map(|r| r.phase),
@@ -960,4 +993,28 @@ async fn waiting_past_the_timeout_fails_without_touching_the_stack() {
     assert!(r.reason.starts_with("StackTimeout:"), "{}", r.reason);
     assert!(r.reason.contains("another operation"), "{}", r.reason);
     assert_eq!(r.operation, Operation::Update);
+}
+
+#[tokio::test]
+async fn a_throttled_listing_of_a_large_wave_is_no_news_for_all_of_it() {
+    let bucket = Bucket::default();
+    let run = run();
+    let names: Vec<String> = (0..12).map(|i| format!("S{i:02}")).collect();
+    for n in &names {
+        bucket.put_record(&run, &record(n, Operation::Create, Phase::Executing, 1));
+    }
+    let listing = mock!(Cfn::describe_stacks)
+        .match_requests(|r| r.stack_name().is_none())
+        .then_error(|| DescribeStacksError::generic(throttling()));
+    let ctx = ctx(&bucket, &[&listing], &[], config());
+    let wave: Vec<&str> = names.iter().map(String::as_str).collect();
+    let out = check(&ctx, &wave, 0).await.expect("no news");
+    assert!(!out.settled);
+    assert_eq!(out.in_progress, 12);
+    for n in &names {
+        assert_eq!(
+            bucket.record(&run, n).map(|r| r.phase),
+            Some(Phase::Executing)
+        );
+    }
 }
