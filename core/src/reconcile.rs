@@ -326,7 +326,10 @@ pub fn advance(record: &StackRecord, obs: &Observation) -> Advance {
                 }
                 StatusClass::Failed | StatusClass::UpdateRollbackFailed => {
                     fetch_events_token = Some(client_token_of(record, OP_DELETE));
-                    let why = s.reason.clone().unwrap_or_else(|| s.status.clone());
+                    let why = match trimmed(s.reason.as_deref()) {
+                        r if r.is_empty() => s.status.clone(),
+                        r => r,
+                    };
                     settle(
                         &mut rec,
                         Action::Failed,
@@ -361,7 +364,7 @@ pub fn advance(record: &StackRecord, obs: &Observation) -> Advance {
                 StatusClass::InProgress => Step::Wait,
                 StatusClass::UpdateRollbackFailed => {
                     fetch_events_token = Some(client_token_of(record, OP_CONTINUE));
-                    let why = s.reason.clone().unwrap_or_default();
+                    let why = trimmed(s.reason.as_deref());
                     settle(
                         &mut rec,
                         Action::Failed,
@@ -437,7 +440,7 @@ pub fn advance(record: &StackRecord, obs: &Observation) -> Advance {
                 }
                 (_, StatusClass::UpdateRollbackFailed) => {
                     fetch_events_token = Some(client_token_of(record, OP_CANCEL));
-                    let why = s.reason.clone().unwrap_or_default();
+                    let why = trimmed(s.reason.as_deref());
                     settle(
                         &mut rec,
                         Action::Failed,
@@ -501,6 +504,16 @@ pub fn advance(record: &StackRecord, obs: &Observation) -> Advance {
         fetch_events_token,
         hanging_events_token,
     }
+}
+
+/// A status reason without its trailing space and period (CloudFormation ends its lists of
+/// failed resources with ". "), to sit inside a sentence.
+fn trimmed(reason: Option<&str>) -> String {
+    reason
+        .unwrap_or_default()
+        .trim_end()
+        .trim_end_matches('.')
+        .to_string()
 }
 
 /// Start this run's operation once the stack is free: the record takes the operation and
