@@ -4,12 +4,14 @@
 //! - [`local`]: the local AWS (emulator + gateway) lifecycle and its setup.
 //! - [`gateway`]: the local endpoint: Lambda invokes run the real handlers, the rest goes to moto.
 //! - [`deploy`]: validate, upload, start an execution, follow it to its summary.
+//! - [`fault`]: the local emulator's scripted faults (`stackwave local fault …`).
 //! - [`progress`]: following an execution (live per-stack lines grouped by stage).
 //! - [`status`]: recent executions and the last deployment per environment.
 //! - [`aws`]: SDK clients and where a command points (local endpoint or real AWS).
 
 pub mod aws;
 pub mod deploy;
+pub mod fault;
 pub mod gateway;
 pub mod local;
 pub mod progress;

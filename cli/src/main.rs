@@ -13,7 +13,7 @@ use stackwave_cli::aws::TargetArgs;
 use stackwave_cli::deploy::{self, DeployOptions, WatchOptions};
 use stackwave_cli::local::{self, LocalOptions};
 use stackwave_cli::progress::Sink;
-use stackwave_cli::{gateway, status};
+use stackwave_cli::{fault, gateway, status};
 use stackwave_core::io::PollSeconds;
 
 #[derive(Debug, Parser)]
@@ -131,6 +131,12 @@ enum LocalCommand {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
+    /// Script faults in the local emulator: failed resources and rollbacks, hangs, throttling.
+    #[command(long_about = FAULT_ABOUT)]
+    Fault {
+        #[command(subcommand)]
+        command: FaultCommand,
+    },
     /// Run the gateway in the foreground (started by `local start`).
     #[command(hide = true)]
     Serve {
@@ -139,6 +145,72 @@ enum LocalCommand {
         /// moto's port [default: $STACKWAVE_EMULATOR_PORT or the endpoint's port + 1].
         #[arg(long)]
         emulator_port: Option<u16>,
+    },
+}
+
+const FAULT_ABOUT: &str = "Script faults in the local emulator, per stack and operation, each \
+through CloudFormation's real status sequence with stack events carrying the reason. `fail` and \
+`hang` apply to the next matching operation once; `throttle` lasts until `clear`. Faults are \
+shared by everything using the local AWS.";
+
+#[derive(Debug, Subcommand)]
+enum FaultCommand {
+    /// Fail the next create, update or delete of a stack on a resource (CREATE_FAILED →
+    /// ROLLBACK_COMPLETE, UPDATE_FAILED → UPDATE_ROLLBACK_COMPLETE, DELETE_FAILED), or fail its
+    /// rollback (ROLLBACK_FAILED / UPDATE_ROLLBACK_FAILED).
+    Fail {
+        #[command(flatten)]
+        args: LocalArgs,
+        /// The stack's name.
+        #[arg(long)]
+        stack: String,
+        /// The operation that fails.
+        #[arg(long, value_enum)]
+        on: fault::FailOn,
+        /// The logical id of the resource that fails [default: one the operation touches].
+        #[arg(long, value_name = "LOGICAL_ID")]
+        resource: Option<String>,
+        /// The reason in the resource's failed event [default: a fault-injection message].
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Keep the next create, update or delete of a stack in progress for N seconds
+    /// (CancelUpdateStack ends an update hang).
+    Hang {
+        #[command(flatten)]
+        args: LocalArgs,
+        /// The stack's name.
+        #[arg(long)]
+        stack: String,
+        /// The operation that hangs.
+        #[arg(long, value_enum)]
+        on: fault::HangOn,
+        /// How long it stays *_IN_PROGRESS.
+        #[arg(long, value_name = "N")]
+        seconds: f64,
+    },
+    /// Answer `Throttling: Rate exceeded` to a share of the calls to a CloudFormation action.
+    Throttle {
+        #[command(flatten)]
+        args: LocalArgs,
+        /// The CloudFormation action, e.g. DescribeStacks.
+        #[arg(long, value_name = "ACTION")]
+        api: String,
+        /// The share of calls throttled, above 0 and at most 1 (0.3 = 30%).
+        #[arg(long)]
+        rate: f64,
+    },
+    /// The faults set, with how often each applied.
+    List {
+        #[command(flatten)]
+        args: LocalArgs,
+        #[arg(long, value_enum, default_value = "text")]
+        output: Output,
+    },
+    /// Remove every fault.
+    Clear {
+        #[command(flatten)]
+        args: LocalArgs,
     },
 }
 
@@ -339,6 +411,7 @@ async fn run_local(command: LocalCommand) -> anyhow::Result<u8> {
             }
             Ok(if s.healthy { 0 } else { 1 })
         }
+        LocalCommand::Fault { command } => run_fault(command).await,
         LocalCommand::Serve {
             args,
             emulator_port,
@@ -355,6 +428,52 @@ async fn run_local(command: LocalCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+async fn run_fault(command: FaultCommand) -> anyhow::Result<u8> {
+    let (args, request) = match command {
+        FaultCommand::List { args, output } => {
+            let faults = fault::list(&local::resolve_endpoint(args.endpoint.as_deref())).await?;
+            match output {
+                Output::Json => print_json(&faults)?,
+                Output::Text => out!("{}", fault::render_table(&faults).trim_end()),
+            }
+            return Ok(0);
+        }
+        FaultCommand::Clear { args } => {
+            let n = fault::clear(&local::resolve_endpoint(args.endpoint.as_deref())).await?;
+            out!("cleared {n} fault(s)");
+            return Ok(0);
+        }
+        FaultCommand::Fail {
+            args,
+            stack,
+            on,
+            resource,
+            reason,
+        } => (
+            args,
+            fault::FaultRequest::Fail {
+                stack,
+                on,
+                resource,
+                reason,
+            },
+        ),
+        FaultCommand::Hang {
+            args,
+            stack,
+            on,
+            seconds,
+        } => (args, fault::FaultRequest::Hang { stack, on, seconds }),
+        FaultCommand::Throttle { args, api, rate } => {
+            (args, fault::FaultRequest::Throttle { api, rate })
+        }
+    };
+    let endpoint = local::resolve_endpoint(args.endpoint.as_deref());
+    let set = fault::add(&endpoint, &request).await?;
+    out!("{} set: {}", set.id, fault::describe(&set));
+    Ok(0)
 }
 
 fn main() -> ExitCode {

@@ -1,0 +1,549 @@
+//! `stackwave local fault …`: script faults in the local emulator through its control API
+//! (`POST`, `GET` and `DELETE /_stackwave/faults` on the local endpoint; the gateway passes them
+//! to the emulator). The emulator drives each fault through CloudFormation's real status
+//! sequence (see the emulator's `faults.py`):
+//!
+//! - `fail --stack S --on create|update|delete|rollback [--resource ID] [--reason TEXT]`: the
+//!   next such operation on S fails on the resource (CREATE_FAILED → ROLLBACK_COMPLETE,
+//!   UPDATE_FAILED → UPDATE_ROLLBACK_COMPLETE, DELETE_FAILED), or its rollback fails
+//!   (ROLLBACK_FAILED / UPDATE_ROLLBACK_FAILED). Applies once.
+//! - `hang --stack S --on create|update|delete --seconds N`: the next such operation stays
+//!   `*_IN_PROGRESS` for N seconds (CancelUpdateStack ends an update hang). Applies once.
+//! - `throttle --api ACTION --rate R`: a share R of the calls to the CloudFormation action answer
+//!   `Throttling: Rate exceeded`, until cleared.
+//! - `list`, `clear`.
+//!
+//! The functions here are what the command runs, and what end-to-end tests call.
+
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// The control API's path on the local endpoint.
+pub const FAULTS_PATH: &str = "/_stackwave/faults";
+
+/// Which operation a `fail` fault breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    Create,
+    Update,
+    Delete,
+    /// The rollback of the next failed (or, with no other fault, forced to fail) create or update.
+    Rollback,
+}
+
+impl FailOn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailOn::Create => "create",
+            FailOn::Update => "update",
+            FailOn::Delete => "delete",
+            FailOn::Rollback => "rollback",
+        }
+    }
+}
+
+/// Which operation a `hang` fault holds in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HangOn {
+    Create,
+    Update,
+    Delete,
+}
+
+impl HangOn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HangOn::Create => "create",
+            HangOn::Update => "update",
+            HangOn::Delete => "delete",
+        }
+    }
+}
+
+/// A fault to set.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultRequest {
+    Fail {
+        stack: String,
+        on: FailOn,
+        resource: Option<String>,
+        reason: Option<String>,
+    },
+    Hang {
+        stack: String,
+        on: HangOn,
+        seconds: f64,
+    },
+    Throttle {
+        api: String,
+        rate: f64,
+    },
+}
+
+impl FaultRequest {
+    /// Check the values before asking the emulator; the error names the flag and the fix.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let named = |flag: &str, value: &str| -> anyhow::Result<()> {
+            if value.trim().is_empty() {
+                bail!("{flag} is empty. Fix: give a non-empty {flag}");
+            }
+            Ok(())
+        };
+        match self {
+            FaultRequest::Fail {
+                stack,
+                resource,
+                reason,
+                ..
+            } => {
+                named("--stack", stack)?;
+                if let Some(r) = resource {
+                    named("--resource", r)?;
+                }
+                if let Some(r) = reason {
+                    named("--reason", r)?;
+                }
+            }
+            FaultRequest::Hang { stack, seconds, .. } => {
+                named("--stack", stack)?;
+                if !seconds.is_finite() || *seconds < 0.0 {
+                    bail!(
+                        "--seconds {seconds} is not a duration. Fix: give a number of seconds >= 0"
+                    );
+                }
+            }
+            FaultRequest::Throttle { api, rate } => {
+                named("--api", api)?;
+                if !(rate.is_finite() && *rate > 0.0 && *rate <= 1.0) {
+                    bail!(
+                        "--rate {rate} is not a share of calls. Fix: give a number above 0 and at most 1 (0.3 = 30%)"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The control API's JSON body.
+    pub fn body(&self) -> Value {
+        match self {
+            FaultRequest::Fail {
+                stack,
+                on,
+                resource,
+                reason,
+            } => {
+                let mut body = json!({"kind": "fail", "stack": stack, "on": on.as_str()});
+                if let Some(r) = resource {
+                    body["resource"] = json!(r);
+                }
+                if let Some(r) = reason {
+                    body["reason"] = json!(r);
+                }
+                body
+            }
+            FaultRequest::Hang { stack, on, seconds } => {
+                json!({"kind": "hang", "stack": stack, "on": on.as_str(), "seconds": seconds})
+            }
+            FaultRequest::Throttle { api, rate } => {
+                json!({"kind": "throttle", "api": api, "rate": rate})
+            }
+        }
+    }
+}
+
+/// A fault as the emulator reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fault {
+    pub id: String,
+    /// `fail`, `hang` or `throttle`.
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<f64>,
+    /// How many more times it applies; `None`: until cleared.
+    #[serde(default)]
+    pub times_remaining: Option<u64>,
+    /// How many times it applied so far.
+    #[serde(default)]
+    pub applied: u64,
+}
+
+fn client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .context("build the HTTP client")
+}
+
+fn url(endpoint: &str) -> String {
+    format!("{}{FAULTS_PATH}", endpoint.trim_end_matches('/'))
+}
+
+fn unreachable(endpoint: &str, e: reqwest::Error) -> anyhow::Error {
+    anyhow!(
+        "the local AWS is not running at {endpoint} ({e}). Fix: run `stackwave local start` (or point \
+         --endpoint / STACKWAVE_LOCAL_ENDPOINT at where it runs)"
+    )
+}
+
+/// The answer's JSON, or an error with the emulator's own explanation.
+async fn answer(resp: reqwest::Response, what: &str) -> anyhow::Result<Value> {
+    let status = resp.status();
+    let body: Value = resp
+        .json()
+        .await
+        .with_context(|| format!("{what}: the emulator's answer ({status}) is not JSON"))?;
+    if !status.is_success() {
+        let why = body
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| body.to_string());
+        if status == reqwest::StatusCode::NOT_FOUND {
+            bail!(
+                "{what}: the endpoint has no fault control API ({why}). Fix: point --endpoint at a \
+                 local AWS started by `stackwave local start`"
+            );
+        }
+        bail!("{what}: the emulator refused it ({status}): {why}");
+    }
+    Ok(body)
+}
+
+/// Set a fault; returns it with its id.
+pub async fn add(endpoint: &str, request: &FaultRequest) -> anyhow::Result<Fault> {
+    request.validate()?;
+    let resp = client()?
+        .post(url(endpoint))
+        .json(&request.body())
+        .send()
+        .await
+        .map_err(|e| unreachable(endpoint, e))?;
+    let body = answer(resp, "set the fault").await?;
+    serde_json::from_value(body).context("the emulator's fault is not in the expected form")
+}
+
+/// Every fault set, in the order they were set.
+pub async fn list(endpoint: &str) -> anyhow::Result<Vec<Fault>> {
+    let resp = client()?
+        .get(url(endpoint))
+        .send()
+        .await
+        .map_err(|e| unreachable(endpoint, e))?;
+    let body = answer(resp, "list the faults").await?;
+    let faults = body
+        .get("faults")
+        .cloned()
+        .ok_or_else(|| anyhow!("list the faults: the answer has no `faults`: {body}"))?;
+    serde_json::from_value(faults).context("the emulator's faults are not in the expected form")
+}
+
+/// Remove every fault; returns how many there were.
+pub async fn clear(endpoint: &str) -> anyhow::Result<u64> {
+    let resp = client()?
+        .delete(url(endpoint))
+        .send()
+        .await
+        .map_err(|e| unreachable(endpoint, e))?;
+    let body = answer(resp, "clear the faults").await?;
+    body.get("cleared")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| anyhow!("clear the faults: the answer has no `cleared` count: {body}"))
+}
+
+/// Remove one fault by id (faults are shared by everything using the emulator); `false` when
+/// there was no such fault.
+pub async fn remove(endpoint: &str, id: &str) -> anyhow::Result<bool> {
+    let resp = client()?
+        .delete(format!("{}/{}", url(endpoint), urlencoding::encode(id)))
+        .send()
+        .await
+        .map_err(|e| unreachable(endpoint, e))?;
+    if resp.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(false);
+    }
+    answer(resp, "remove the fault").await?;
+    Ok(true)
+}
+
+/// What a fault does, in a sentence.
+pub fn describe(f: &Fault) -> String {
+    let stack = f.stack.as_deref().unwrap_or("?");
+    let on = f.on.as_deref().unwrap_or("?");
+    let what = match f.kind.as_str() {
+        "fail" if on == "rollback" => format!(
+            "fail the rollback of stack {stack}{}",
+            f.resource
+                .as_deref()
+                .map(|r| format!(" on resource {r}"))
+                .unwrap_or_default()
+        ),
+        "fail" => format!(
+            "fail the next {on} of stack {stack}{}",
+            f.resource
+                .as_deref()
+                .map(|r| format!(" on resource {r}"))
+                .unwrap_or_default()
+        ),
+        "hang" => format!(
+            "hang the next {on} of stack {stack} for {}s",
+            f.seconds.unwrap_or_default()
+        ),
+        "throttle" => format!(
+            "throttle {:.0}% of {} calls",
+            f.rate.unwrap_or_default() * 100.0,
+            f.api.as_deref().unwrap_or("?")
+        ),
+        other => format!("{other} fault"),
+    };
+    let reason = f
+        .reason
+        .as_deref()
+        .map(|r| format!(" (reason: {r})"))
+        .unwrap_or_default();
+    let times = match f.times_remaining {
+        Some(1) => "applies once".to_string(),
+        Some(n) => format!("applies {n} times"),
+        None => "until cleared".to_string(),
+    };
+    format!("{what}{reason}; {times}")
+}
+
+/// The faults as a table (or a line saying there are none).
+pub fn render_table(faults: &[Fault]) -> String {
+    if faults.is_empty() {
+        return "no faults set\n".to_string();
+    }
+    let rows: Vec<[String; 6]> = faults
+        .iter()
+        .map(|f| {
+            let target = match f.kind.as_str() {
+                "throttle" => f.api.clone().unwrap_or_default(),
+                _ => f.stack.clone().unwrap_or_default(),
+            };
+            let detail = match f.kind.as_str() {
+                "fail" => [
+                    f.resource.as_ref().map(|r| format!("resource {r}")),
+                    f.reason.as_ref().map(|r| format!("reason {r:?}")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", "),
+                "hang" => format!("{}s", f.seconds.unwrap_or_default()),
+                "throttle" => format!("rate {}", f.rate.unwrap_or_default()),
+                _ => String::new(),
+            };
+            [
+                f.id.clone(),
+                f.kind.clone(),
+                target,
+                f.on.clone().unwrap_or_else(|| "-".into()),
+                if detail.is_empty() {
+                    "-".into()
+                } else {
+                    detail
+                },
+                format!(
+                    "{}/{}",
+                    f.applied,
+                    f.times_remaining
+                        .map(|n| (n + f.applied).to_string())
+                        .unwrap_or_else(|| "∞".into())
+                ),
+            ]
+        })
+        .collect();
+    let header = ["ID", "KIND", "STACK/API", "ON", "DETAIL", "APPLIED"];
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths.iter())
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        format!("{}\n", padded.join("  ").trim_end())
+    };
+    let mut out = line(&header.map(str::to_string));
+    for row in &rows {
+        out.push_str(&line(row));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fault(v: Value) -> Fault {
+        serde_json::from_value(v).expect("fault")
+    }
+
+    #[test]
+    fn bodies_match_the_control_api() {
+        let fail = FaultRequest::Fail {
+            stack: "App".into(),
+            on: FailOn::Rollback,
+            resource: Some("Bucket".into()),
+            reason: Some("denied".into()),
+        };
+        assert_eq!(
+            fail.body(),
+            json!({"kind": "fail", "stack": "App", "on": "rollback", "resource": "Bucket", "reason": "denied"})
+        );
+        let bare = FaultRequest::Fail {
+            stack: "App".into(),
+            on: FailOn::Create,
+            resource: None,
+            reason: None,
+        };
+        assert_eq!(
+            bare.body(),
+            json!({"kind": "fail", "stack": "App", "on": "create"})
+        );
+        let hang = FaultRequest::Hang {
+            stack: "App".into(),
+            on: HangOn::Update,
+            seconds: 90.0,
+        };
+        assert_eq!(
+            hang.body(),
+            json!({"kind": "hang", "stack": "App", "on": "update", "seconds": 90.0})
+        );
+        let throttle = FaultRequest::Throttle {
+            api: "DescribeStacks".into(),
+            rate: 0.3,
+        };
+        assert_eq!(
+            throttle.body(),
+            json!({"kind": "throttle", "api": "DescribeStacks", "rate": 0.3})
+        );
+    }
+
+    #[test]
+    fn values_are_checked_with_the_flag_and_the_fix() {
+        for (bad, flag) in [
+            (
+                FaultRequest::Throttle {
+                    api: "DescribeStacks".into(),
+                    rate: 0.0,
+                },
+                "--rate",
+            ),
+            (
+                FaultRequest::Throttle {
+                    api: "DescribeStacks".into(),
+                    rate: 1.5,
+                },
+                "--rate",
+            ),
+            (
+                FaultRequest::Throttle {
+                    api: " ".into(),
+                    rate: 0.3,
+                },
+                "--api",
+            ),
+            (
+                FaultRequest::Hang {
+                    stack: "App".into(),
+                    on: HangOn::Create,
+                    seconds: -1.0,
+                },
+                "--seconds",
+            ),
+            (
+                FaultRequest::Fail {
+                    stack: String::new(),
+                    on: FailOn::Delete,
+                    resource: None,
+                    reason: None,
+                },
+                "--stack",
+            ),
+        ] {
+            let e = bad.validate().expect_err("invalid").to_string();
+            assert!(e.contains(flag) && e.contains("Fix:"), "{e}");
+        }
+        assert!(FaultRequest::Throttle {
+            api: "DescribeStacks".into(),
+            rate: 1.0
+        }
+        .validate()
+        .is_ok());
+    }
+
+    #[test]
+    fn descriptions_and_table() {
+        let faults = vec![
+            fault(
+                json!({"id": "fault-1", "kind": "throttle", "api": "DescribeStacks", "rate": 0.3, "timesRemaining": null, "applied": 19}),
+            ),
+            fault(
+                json!({"id": "fault-2", "kind": "fail", "stack": "App", "on": "update", "resource": "Table", "reason": "limit", "timesRemaining": 1, "applied": 0}),
+            ),
+            fault(
+                json!({"id": "fault-3", "kind": "hang", "stack": "Net", "on": "create", "seconds": 120.0, "timesRemaining": 1, "applied": 0}),
+            ),
+        ];
+        assert_eq!(
+            describe(&faults[0]),
+            "throttle 30% of DescribeStacks calls; until cleared"
+        );
+        assert_eq!(
+            describe(&faults[1]),
+            "fail the next update of stack App on resource Table (reason: limit); applies once"
+        );
+        assert_eq!(
+            describe(&faults[2]),
+            "hang the next create of stack Net for 120s; applies once"
+        );
+        let table = render_table(&faults);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(lines[0].starts_with("ID"), "{table}");
+        assert!(
+            lines[1].contains("fault-1")
+                && lines[1].contains("DescribeStacks")
+                && lines[1].contains("19/∞"),
+            "{table}"
+        );
+        assert!(
+            lines[2].contains("resource Table") && lines[2].contains("0/1"),
+            "{table}"
+        );
+        assert!(lines[3].contains("120s"), "{table}");
+        assert_eq!(render_table(&[]), "no faults set\n");
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_without_the_local_aws_says_how_to_start_it() {
+        let e = list("http://127.0.0.1:9")
+            .await
+            .expect_err("nothing listens")
+            .to_string();
+        assert!(e.contains("stackwave local start"), "{e}");
+    }
+}
