@@ -60,6 +60,14 @@ local-start: $(STACKWAVE)
 local-stop: $(STACKWAVE)
 	$(STACKWAVE) local stop
 
+## Benchmarks on the local emulator (its own endpoint, STACKWAVE_BENCH_ENDPOINT, default
+## http://127.0.0.1:4966, stopped afterwards): makespan vs ideal, history events and cost, scale,
+## handler times. Rewrites BENCHMARKS.md, keeping its "Functions: package size and cold start"
+## section. About 12 minutes on 2 CPUs; BENCH_BUDGET_SECONDS bounds the optional runs.
+bench: $(STACKWAVE)
+	@$(CARGO) build --quiet -p stackwave-bench
+	target/debug/stackwave-bench --out BENCHMARKS.md --budget-seconds $${BENCH_BUDGET_SECONDS:-780}
+
 clean:
 	$(CARGO) clean
 	rm -rf .aws-sam .stackwave

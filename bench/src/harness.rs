@@ -1,0 +1,317 @@
+//! The local emulator as the benchmarks drive it: started on its own endpoint through the CLI's
+//! library, deployments started with `deploy::run` (validate, upload, StartExecution), then
+//! followed here with DescribeExecution only, so that following a run adds no load.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use aws_sdk_sfn::types::ExecutionStatus;
+use serde_json::{json, Value};
+use stackwave_cli::aws::TargetConfig;
+use stackwave_cli::deploy::{self, DeployOptions, Outcome};
+use stackwave_cli::local::{self, LocalConfig, LocalEnv, LocalOptions, Process};
+use stackwave_core::io::PollSeconds;
+use stackwave_core::plan::Plan;
+
+use crate::history::Ev;
+use crate::schedule::Window;
+
+/// The bench's endpoint: `STACKWAVE_BENCH_ENDPOINT`, else port 4966 (apart from the demo's
+/// 4566 and the e2e tests' 4766).
+pub fn endpoint() -> String {
+    std::env::var("STACKWAVE_BENCH_ENDPOINT")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "http://127.0.0.1:4966".to_string())
+}
+
+pub struct Local {
+    pub env: LocalEnv,
+    pub opts: LocalOptions,
+    pub sfn: aws_sdk_sfn::Client,
+    pub cfn: aws_sdk_cloudformation::Client,
+    pub http: reqwest::Client,
+    pub gateway_log: PathBuf,
+    pub recording: PathBuf,
+}
+
+/// A started deployment.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub arn: String,
+    pub plan: Plan,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone)]
+pub struct Ended {
+    pub status: String,
+    pub error: Option<String>,
+}
+
+impl Local {
+    /// Stop whatever this endpoint's local AWS was (from an earlier bench), then start it
+    /// fresh: the emulator inherits `MOTO_RECORDER_FILEPATH` from this process.
+    pub async fn start(endpoint: &str, recording: &Path) -> anyhow::Result<Local> {
+        let opts = LocalOptions {
+            endpoint: Some(endpoint.to_string()),
+            stack_seconds: Some(1.0),
+            ..Default::default()
+        };
+        local::stop(&opts)
+            .await
+            .context("stop an earlier bench emulator")?;
+        let env = local::ensure_started(&opts)
+            .await
+            .context("start the local emulator")?;
+        let cfg = LocalConfig::resolve(&opts)?;
+        let sdk = stackwave_aws::sdk_config(Some(&env.endpoint), None).await;
+        Ok(Local {
+            sfn: aws_sdk_sfn::Client::new(&sdk),
+            cfn: aws_sdk_cloudformation::Client::new(&sdk),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(120))
+                .build()?,
+            gateway_log: cfg.log_file(Process::Gateway),
+            recording: recording.to_path_buf(),
+            env,
+            opts,
+        })
+    }
+
+    pub async fn stop(&self) -> anyhow::Result<()> {
+        local::stop(&self.opts).await.map(|_| ())
+    }
+
+    /// Empty moto (every stack, bucket, execution), then set the local AWS up again.
+    pub async fn reset(&mut self) -> anyhow::Result<()> {
+        self.post("/moto-api/reset", &json!({})).await?;
+        self.env = local::ensure_started(&self.opts)
+            .await
+            .context("set the local AWS up after a reset")?;
+        Ok(())
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.env.endpoint))
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        if !status.is_success() {
+            bail!("POST {path}: {status}: {text}");
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// The emulator's control API: `{"defaultStackSeconds": x, "stackSeconds": {name: s}}`.
+    pub async fn config(&self, body: &Value) -> anyhow::Result<()> {
+        self.post("/_stackwave/config", body).await.map(|_| ())
+    }
+
+    /// moto's request recorder: `start-recording`, `stop-recording`, `reset-recording`.
+    pub async fn recorder(&self, action: &str) -> anyhow::Result<()> {
+        let r = self
+            .http
+            .post(format!("{}/moto-api/recorder/{action}", self.env.endpoint))
+            .send()
+            .await
+            .with_context(|| format!("recorder {action}"))?;
+        if !r.status().is_success() {
+            bail!("recorder {action}: {}", r.status());
+        }
+        Ok(())
+    }
+
+    pub fn read_recording(&self) -> String {
+        std::fs::read_to_string(&self.recording).unwrap_or_default()
+    }
+
+    /// Validate, upload and start (`stackwave deploy --no-wait` through the library).
+    pub async fn deploy(
+        &self,
+        dir: &Path,
+        environment: &str,
+        poll: PollSeconds,
+    ) -> anyhow::Result<Started> {
+        let mut opts = DeployOptions::quiet(
+            dir,
+            environment,
+            TargetConfig::local(Some(&self.env.endpoint)),
+        );
+        opts.poll = Some(poll);
+        opts.wait = false;
+        let out = deploy::run(&opts).await?;
+        if out.outcome == Outcome::Invalid {
+            bail!(
+                "{} is invalid: {}",
+                dir.display(),
+                out.error_text().unwrap_or_default()
+            );
+        }
+        let (Some(arn), Some(plan)) = (out.execution_arn, out.plan) else {
+            bail!("deploy of {} started no execution", dir.display());
+        };
+        Ok(Started { arn, plan })
+    }
+
+    /// Wait for an execution to end (DescribeExecution every 500 ms). On timeout it is stopped.
+    pub async fn wait(&self, arn: &str, timeout: Duration) -> anyhow::Result<Ended> {
+        let started = Instant::now();
+        loop {
+            let d = self
+                .sfn
+                .describe_execution()
+                .execution_arn(arn)
+                .send()
+                .await
+                .context("DescribeExecution")?;
+            if d.status() != &ExecutionStatus::Running {
+                return Ok(Ended {
+                    status: d.status().as_str().to_string(),
+                    error: d
+                        .error()
+                        .map(|e| format!("{e}: {}", d.cause().unwrap_or_default())),
+                });
+            }
+            if started.elapsed() > timeout {
+                let _ = self
+                    .sfn
+                    .stop_execution()
+                    .execution_arn(arn)
+                    .error("BenchTimeout")
+                    .send()
+                    .await;
+                return Ok(Ended {
+                    status: "TIMED_OUT_IN_BENCH".to_string(),
+                    error: Some(format!("still running after {}s", timeout.as_secs())),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// Every history event of an execution.
+    pub async fn history(&self, arn: &str) -> anyhow::Result<Vec<Ev>> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .sfn
+                .get_execution_history()
+                .execution_arn(arn)
+                .max_results(1000)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .context("GetExecutionHistory")?;
+            out.extend(page.events().iter().map(Ev::from_sdk));
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Each stack's operation window from its stack events: the stack's own CREATE_IN_PROGRESS
+    /// and CREATE_COMPLETE (or UPDATE_*) times.
+    pub async fn windows(&self, stacks: &[String]) -> anyhow::Result<HashMap<String, Window>> {
+        let mut out = HashMap::new();
+        for stack in stacks {
+            let mut start = f64::INFINITY;
+            let mut end = f64::NEG_INFINITY;
+            let mut token: Option<String> = None;
+            loop {
+                let page = self
+                    .cfn
+                    .describe_stack_events()
+                    .stack_name(stack)
+                    .set_next_token(token.clone())
+                    .send()
+                    .await
+                    .with_context(|| format!("DescribeStackEvents {stack}"))?;
+                for e in page.stack_events() {
+                    if e.logical_resource_id() != Some(stack.as_str()) {
+                        continue;
+                    }
+                    let Some(t) = e.timestamp().map(|t| t.as_secs_f64()) else {
+                        continue;
+                    };
+                    match e.resource_status().map(|s| s.as_str()) {
+                        Some("CREATE_IN_PROGRESS" | "UPDATE_IN_PROGRESS") => start = start.min(t),
+                        Some("CREATE_COMPLETE" | "UPDATE_COMPLETE") => end = end.max(t),
+                        _ => {}
+                    }
+                }
+                token = page.next_token().map(str::to_string);
+                if token.is_none() {
+                    break;
+                }
+            }
+            if start.is_finite() && end.is_finite() {
+                out.insert(stack.clone(), Window { start, end });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The gateway log's length: invocations logged after it belong to what follows.
+    pub fn gateway_log_offset(&self) -> u64 {
+        std::fs::metadata(&self.gateway_log)
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    /// `(function, milliseconds)` of every `invoke ok` line after `offset`.
+    pub fn gateway_invocations(&self, offset: u64) -> Vec<(String, f64)> {
+        let Ok(bytes) = std::fs::read(&self.gateway_log) else {
+            return Vec::new();
+        };
+        let start = usize::try_from(offset).unwrap_or(0).min(bytes.len());
+        parse_gateway_log(&String::from_utf8_lossy(&bytes[start..]))
+    }
+}
+
+/// `... INFO invoke ok function="stackwave-check" duration_ms=12 ...` → ("check", 12.0).
+pub fn parse_gateway_log(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| l.contains("invoke ok"))
+        .filter_map(|l| {
+            let field = |key: &str| -> Option<String> {
+                let at = l.find(&format!("{key}="))? + key.len() + 1;
+                let rest = &l[at..];
+                let value = rest.split_whitespace().next()?;
+                Some(value.trim_matches('"').to_string())
+            };
+            let function = crate::history::function_of(&field("function")?);
+            let ms: f64 = field("duration_ms")?.parse().ok()?;
+            Some((function, ms))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_lines() {
+        let text = "2026-11-27T22:59:08.153775Z  INFO invoke ok function=\"stackwave-plan\" duration_ms=369 invocation_type=\"RequestResponse\"\n\
+                    2026-11-27T22:59:08.2Z  WARN invoke failed function=\"stackwave-check\" duration_ms=5\n\
+                    2026-11-27T22:59:08.3Z  INFO invoke ok function=\"stackwave-deploy-stack\" duration_ms=24 invocation_type=\"RequestResponse\"\n";
+        assert_eq!(
+            parse_gateway_log(text),
+            vec![
+                ("plan".to_string(), 369.0),
+                ("deploy-stack".to_string(), 24.0)
+            ]
+        );
+    }
+}
