@@ -528,7 +528,7 @@ pub fn table(summary: &RunSummary) -> String {
                 s.name.clone(),
                 s.stage.clone(),
                 s.action.as_str().to_string(),
-                if s.action == Action::NotStarted {
+                if matches!(s.action, Action::NotStarted | Action::Skipped) {
                     "-".to_string()
                 } else {
                     format_duration(s.duration_seconds)
@@ -1212,7 +1212,15 @@ mod tests {
             .contains("(a separate alert says how to fix it): Cache"));
         assert!(m.body.contains("rolled_back"));
         assert!(m.body.contains("rollback_failed"));
-        assert!(m.body.contains("skipped"));
+        let skipped_row = m
+            .body
+            .lines()
+            .find(|l| l.starts_with("Api "))
+            .unwrap_or_default();
+        assert!(
+            skipped_row.contains("skipped  ") && skipped_row.contains("  -  depends on Db"),
+            "{skipped_row}"
+        );
         // no rollback: no section
         let plain = finished(&run(), &failed_summary());
         assert!(!plain.body.contains("Rolled back"));
