@@ -1087,6 +1087,16 @@ mod tests {
             .process_group(0)
             .spawn()
             .unwrap();
+        // Until the child has exec'd, its command line is still this test binary's: wait for it.
+        let cmdline = format!("/proc/{}/cmdline", fake.id());
+        for _ in 0..500 {
+            if std::fs::read(&cmdline)
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("stackwave_emulator"))
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         write_pid(&cfg, Process::Emulator, fake.id()).unwrap();
         let s = stop_process(&cfg, Process::Emulator).unwrap();
         assert_eq!(s.outcome, "stopped");
