@@ -6,7 +6,7 @@ ENV ?= demo
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: setup demo test gates fmt clippy unit check-asl check-template e2e emulator-tests \
-        local-start local-stop build check-package bench clean
+        local-start local-stop build check-package measure-functions bench clean
 
 setup:
 	@scripts/setup.sh
@@ -53,6 +53,27 @@ e2e: $(STACKWAVE)
 	  status=$$?; \
 	  STACKWAVE_LOCAL_ENDPOINT=$${STACKWAVE_TEST_ENDPOINT:-http://127.0.0.1:4766} $(STACKWAVE) local stop >/dev/null 2>&1; \
 	  exit $$status
+
+## Release builds for AWS Lambda (arm64, provided.al2023): every function with cargo-lambda (it
+## links with the zig from .venv, so .venv/bin comes first on PATH), then `sam build`, which
+## builds each function again through cargo-lambda (no-op, cargo's cache) into .aws-sam/build.
+## Slow and CPU-heavy: run at the lowest priority.
+# The functions' binaries, as template.yaml names them (Metadata.BuildProperties.Binary).
+LAMBDA_BINS = $(shell sed -n 's/^ *Binary: *//p' template.yaml)
+VENV_PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+build: setup
+	@if command -v rustup >/dev/null; then rustup target add aarch64-unknown-linux-gnu; fi
+	PATH="$(VENV_PATH)" nice -n 19 .venv/bin/cargo-lambda lambda build --release --arm64 \
+	  $(addprefix --bin ,$(LAMBDA_BINS))
+	PATH="$(VENV_PATH)" nice -n 19 .venv/bin/sam build --beta-features
+
+## Everything that goes into `sam deploy`: the release builds and the template checks.
+check-package: build check-template
+
+## Zip sizes and cold-start init times of the functions, into BENCHMARKS.md.
+measure-functions: setup
+	scripts/measure-functions.sh
 
 local-start: $(STACKWAVE)
 	$(STACKWAVE) local start

@@ -271,6 +271,31 @@ fn deployment_requested(event: EventBridgeEvent<serde_json::Value>) -> Result<Tr
     })
 }
 
+/// The environment an execution input names, whatever its shape and even when it is invalid
+/// otherwise: the console input's `environment`, the custom event's `detail.environment`, or the
+/// second segment of an S3 upload's `manifests/<environment>/…` key. For alerts about rejected
+/// runs, so that they can be filtered by environment.
+pub fn environment_hint(input: &serde_json::Value) -> Option<String> {
+    let text = |v: Option<&serde_json::Value>| {
+        v.and_then(serde_json::Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    text(input.get("environment"))
+        .or_else(|| text(input.pointer("/detail/environment")))
+        .or_else(|| {
+            input
+                .pointer("/detail/object/key")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|key| key.strip_prefix(MANIFEST_PREFIX))
+                .and_then(|rest| rest.strip_prefix('/'))
+                .and_then(|rest| rest.split('/').next())
+                .filter(|env| !env.is_empty())
+                .map(str::to_string)
+        })
+}
+
 /// `manifests/<environment>/…/manifest.yaml` → the environment (not validated here).
 pub fn environment_of_key(key: &str) -> Option<String> {
     let parts: Vec<&str> = key.split('/').collect();
@@ -571,6 +596,32 @@ mod tests {
             assert!(text.contains(needle), "{input}: {text}");
             assert!(text.contains("Accepted shape: one of"), "{text}");
         }
+    }
+
+    #[test]
+    fn environment_hint_finds_the_environment_in_every_shape() {
+        assert_eq!(
+            environment_hint(&json!({"environment": "qa", "x": 1})).as_deref(),
+            Some("qa")
+        );
+        assert_eq!(
+            environment_hint(&custom_event(
+                Some("i"),
+                json!({"environment": "stage", "bad": 1})
+            ))
+            .as_deref(),
+            Some("stage")
+        );
+        assert_eq!(
+            environment_hint(&s3_event("manifests/prod/a/template.yaml", None, None)).as_deref(),
+            Some("prod")
+        );
+        assert_eq!(
+            environment_hint(&s3_event("other/prod/manifest.yaml", None, None)),
+            None
+        );
+        assert_eq!(environment_hint(&json!({"environment": " "})), None);
+        assert_eq!(environment_hint(&json!("dev")), None);
     }
 
     #[test]
