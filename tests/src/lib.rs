@@ -313,6 +313,7 @@ impl Local {
                 .queue_url(&self.env.queue_url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(1)
+                .visibility_timeout(5)
                 .send()
                 .await
                 .context("ReceiveMessage")?;
@@ -332,14 +333,15 @@ impl Local {
                     return Ok(body);
                 }
                 seen.push(body);
-                // Leave other tests' alerts for them: make this one visible again at once.
+                // Leave other tests' alerts for them, but out of this scan's way for a few
+                // seconds, so that the next receive reaches further into a crowded queue.
                 if let Some(h) = m.receipt_handle() {
                     let _ = self
                         .sqs
                         .change_message_visibility()
                         .queue_url(&self.env.queue_url)
                         .receipt_handle(h)
-                        .visibility_timeout(0)
+                        .visibility_timeout(5)
                         .send()
                         .await;
                 }

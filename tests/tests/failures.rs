@@ -127,7 +127,7 @@ async fn a_stage_three_failure_restores_stages_one_and_two_and_deletes_what_the_
     // The alert names the failed stack, resource and reason.
     let env2 = env.clone();
     let alert = local
-        .wait_alert(Duration::from_secs(30), move |m| {
+        .wait_alert(Duration::from_secs(90), move |m| {
             m["MessageAttributes"]["environment"]["Value"] == env2.as_str()
                 && m["MessageAttributes"]["status"]["Value"] == "FAILED"
         })
@@ -498,7 +498,7 @@ async fn a_rollback_that_fails_is_reported_and_alerted_as_needing_a_human() -> R
     );
     let env2 = env.clone();
     let alert = local
-        .wait_alert(Duration::from_secs(30), move |m| {
+        .wait_alert(Duration::from_secs(90), move |m| {
             m["MessageAttributes"]["environment"]["Value"] == env2.as_str()
                 && m["MessageAttributes"]["status"]["Value"] == "ROLLBACK_FAILED"
         })

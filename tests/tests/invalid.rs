@@ -63,7 +63,7 @@ async fn a_cycle_fails_the_execution_with_invalid_manifest_naming_the_cycle() ->
     // The rejection is alerted, filterable by environment.
     let env2 = environment.clone();
     let alert = local
-        .wait_alert(Duration::from_secs(20), move |m| {
+        .wait_alert(Duration::from_secs(90), move |m| {
             m["MessageAttributes"]["environment"]["Value"] == env2.as_str()
         })
         .await?;
