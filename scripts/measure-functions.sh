@@ -49,9 +49,10 @@ class Runtime(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if not self.path.endswith("/runtime/invocation/next"):
             return self.reply(404, b"{}")
-        if self.server.served:
+        if self.server.served:  # the second /next: hold it until the process is killed
             self.server.done.wait(30)
-            return self.reply(500, b"{}")
+            self.close_connection = True
+            return
         self.server.served = True
         self.reply(200, b"{}", {
             "Lambda-Runtime-Aws-Request-Id": "measure-1",
@@ -61,11 +62,13 @@ class Runtime(http.server.BaseHTTPRequestHandler):
         })
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if "/invocation/measure-1/" in self.path:
+        first = "/invocation/measure-1/" in self.path
+        if first:
             self.server.handled_at = time.perf_counter()
             self.server.outcome = self.path.rsplit("/", 1)[-1]
-            self.server.done.set()
         self.reply(202, b"{}")
+        if first:  # after the answer: the process is killed as soon as this is set
+            self.server.done.set()
     def reply(self, status, body, headers={}):
         self.send_response(status)
         for k, v in {"Content-Type": "application/json", "Content-Length": str(len(body)), **headers}.items():
@@ -75,8 +78,12 @@ class Runtime(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+class Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # the function process is killed mid-request on purpose
+
 def cold_start_ms(binary: str) -> tuple[float, str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Runtime)
+    server = Server(("127.0.0.1", 0), Runtime)
     server.served, server.done, server.handled_at, server.outcome = False, threading.Event(), None, None
     threading.Thread(target=server.serve_forever, daemon=True).start()
     with socket.socket() as s:  # a loopback port nothing listens on
@@ -129,7 +136,9 @@ try:
             cpu = line.split(":", 1)[1].strip(); break
 except OSError:
     pass
-dirty = " (with uncommitted changes)" if run("git", "status", "--porcelain", "--untracked-files=no") not in ("", "unknown") else ""
+# Uncommitted changes to what goes into the binaries (sources, manifests, lock file).
+changes = run("git", "status", "--porcelain", "--untracked-files=no", "--", "*.rs", "*Cargo.toml", "Cargo.lock")
+dirty = " (with uncommitted changes to the Rust sources)" if changes not in ("", "unknown") else ""
 section = [
     "## Functions: package size and cold start",
     "",
