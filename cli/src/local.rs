@@ -619,6 +619,19 @@ pub async fn setup(cfg: &LocalConfig) -> anyhow::Result<LocalEnv> {
             ) => {}
         Err(e) => return Err(sdk_error("s3:CreateBucket", e)),
     }
+    // Versioned, as template.yaml's artifact bucket: an upload's event carries its version id,
+    // and the plan reads exactly that version.
+    aws.s3
+        .put_bucket_versioning()
+        .bucket(BUCKET)
+        .versioning_configuration(
+            aws_sdk_s3::types::VersioningConfiguration::builder()
+                .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| sdk_error("s3:PutBucketVersioning", e))?;
 
     let topic_arn = aws
         .sns

@@ -9,7 +9,9 @@ use anyhow::Context;
 use aws_sdk_sfn::types::ExecutionStatus;
 use stackwave_core::io::RunSummary;
 use stackwave_core::plan::Plan;
-use stackwave_core::record::{Action, Operation, Phase, StackRecord};
+use stackwave_core::record::{
+    Action, Operation, Phase, RollbackOperation, RollbackPhase, RollbackState, StackRecord,
+};
 
 use crate::aws::{sdk_error, Aws};
 
@@ -62,8 +64,42 @@ fn operation_word(op: Operation) -> &'static str {
     }
 }
 
-/// What a record says now, in a few words.
+/// What a record's run-level rollback says now, in a few words.
+fn describe_rollback(rb: &RollbackState) -> String {
+    let what = match rb.operation {
+        RollbackOperation::Delete => "deleting (created by this run)",
+        RollbackOperation::Restore => "restoring the previous template and parameters",
+    };
+    match (rb.phase, rb.outcome) {
+        (RollbackPhase::Executing, _) => match rb.status.as_deref() {
+            Some(status) if status.ends_with("_IN_PROGRESS") => {
+                format!("rollback → {what} ({status})")
+            }
+            _ => format!("rollback → {what}"),
+        },
+        (RollbackPhase::Done, Some(Action::RolledBack)) => {
+            format!("rolled_back: {}", rb.reason)
+        }
+        (RollbackPhase::Done, _) => {
+            let mut text = String::from("rollback_failed");
+            if let Some(rc) = &rb.root_cause {
+                text.push_str(&format!(
+                    ": {} ({}) {}: {}",
+                    rc.logical_id, rc.resource_type, rc.status, rc.reason
+                ));
+            } else if !rb.reason.is_empty() {
+                text.push_str(&format!(": {}", rb.reason));
+            }
+            text
+        }
+    }
+}
+
+/// What a record says now, in a few words (its run-level rollback once one started).
 pub fn describe(record: &StackRecord) -> String {
+    if let Some(rb) = &record.rollback {
+        return describe_rollback(rb);
+    }
     let op = operation_word(record.operation);
     match record.phase {
         Phase::DeletingLeftover => format!(
@@ -142,6 +178,8 @@ pub struct Tracker {
     stage_width: usize,
     seen: HashMap<String, String>,
     last_stage: Option<String>,
+    /// The run-level rollback has started: one header, then lines in rollback order.
+    rolling_back: bool,
 }
 
 impl Tracker {
@@ -223,9 +261,19 @@ impl Tracker {
                 .max()
                 .unwrap_or(0),
         );
+        // Rollback lines come after every deploy line, in the order the rollback runs (later
+        // stages first); the `[stage]` label says where each stack belongs.
+        let (mut rolling, deploying): (Vec<_>, Vec<_>) =
+            changed.into_iter().partition(|(r, _)| r.rollback.is_some());
+        rolling.reverse();
         let mut lines = Vec::new();
-        for (r, text) in changed {
-            if self.last_stage.as_deref() != Some(r.stage.as_str()) {
+        for (r, text) in deploying.into_iter().chain(rolling) {
+            if r.rollback.is_some() {
+                if !self.rolling_back {
+                    lines.push("── rolling back this run's changes ──".to_string());
+                    self.rolling_back = true;
+                }
+            } else if self.last_stage.as_deref() != Some(r.stage.as_str()) {
                 lines.push(self.stage_header(&r.stage));
                 self.last_stage = Some(r.stage.clone());
             }
@@ -508,6 +556,105 @@ mod tests {
             timeout_minutes: 60,
             rollback: None,
         }
+    }
+
+    #[test]
+    fn rollback_steps_follow_the_deploy_lines_under_one_header() {
+        let mut t = Tracker::new();
+        t.set_plan(&plan());
+        let net = record(
+            "NetStack",
+            "infra",
+            Phase::Done,
+            Action::Created,
+            Some("CREATE_COMPLETE"),
+        );
+        let mut db = record(
+            "DbStack",
+            "data",
+            Phase::Done,
+            Action::Failed,
+            Some("ROLLBACK_COMPLETE"),
+        );
+        db.reason = "ROLLBACK_COMPLETE: bad".into();
+        let first = t.update([&net, &db]);
+        assert!(
+            first
+                .iter()
+                .any(|l| l.contains("NetStack") && l.contains("created")),
+            "{first:?}"
+        );
+
+        let rollback =
+            |op: RollbackOperation, phase: RollbackPhase, outcome: Option<Action>, reason: &str| {
+                RollbackState {
+                    operation: op,
+                    phase,
+                    started_at: "2026-11-27T10:01:00Z".into(),
+                    finished_at: None,
+                    status: Some("DELETE_IN_PROGRESS".into()),
+                    reason: reason.into(),
+                    client_token: "rb".into(),
+                    outcome,
+                    root_cause: None,
+                }
+            };
+        let mut net_rb = net.clone();
+        net_rb.rollback = Some(rollback(
+            RollbackOperation::Delete,
+            RollbackPhase::Executing,
+            None,
+            "",
+        ));
+        let mut db_rb = db.clone();
+        db_rb.rollback = Some(rollback(
+            RollbackOperation::Delete,
+            RollbackPhase::Executing,
+            None,
+            "",
+        ));
+        let lines = t.update([&net_rb, &db_rb]);
+        assert_eq!(
+            lines[0], "── rolling back this run's changes ──",
+            "{lines:?}"
+        );
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        // Later stages first, as the rollback runs.
+        assert!(
+            lines[1].contains("DbStack") && lines[2].contains("NetStack"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[2].contains("rollback → deleting (created by this run) (DELETE_IN_PROGRESS)"),
+            "{lines:?}"
+        );
+
+        net_rb.rollback = Some(rollback(
+            RollbackOperation::Delete,
+            RollbackPhase::Done,
+            Some(Action::RolledBack),
+            "deleted (created by this run)",
+        ));
+        db_rb.rollback = Some(rollback(
+            RollbackOperation::Delete,
+            RollbackPhase::Done,
+            Some(Action::RollbackFailed),
+            "deleting ended DELETE_FAILED",
+        ));
+        let lines = t.update([&net_rb, &db_rb]);
+        assert_eq!(lines.len(), 2, "one header only: {lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("NetStack") && l.contains("rolled_back: deleted")),
+            "{lines:?}"
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("DbStack")
+                && l.contains("rollback_failed: deleting ended DELETE_FAILED")),
+            "{lines:?}"
+        );
+        assert!(t.update([&net_rb, &db_rb]).is_empty(), "each change once");
     }
 
     fn planned(name: &str, stage: &str, stage_index: u32) -> PlannedStack {

@@ -243,6 +243,9 @@ pub struct FinalizeInput {
     /// Present when the stages failed: the error the ASL caught.
     #[serde(default)]
     pub error: Option<CaughtError>,
+    /// Present when the run-level rollback itself stopped with an error (its plan, or a wave).
+    #[serde(default)]
+    pub rollback_error: Option<CaughtError>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]

@@ -607,6 +607,12 @@ fn timeout_step(record: &StackRecord, rec: &mut StackRecord, now: DateTime<Utc>)
             "StackTimeout: stack {stack}'s change set was not ready within its timeoutMinutes ({minutes}); \
              nothing was executed. Fix: {TIMEOUT_FIX}"
         ),
+        // This run's create: no cancel exists, but a delete stops it (`rollback::wanted`).
+        Phase::Executing if status == "CREATE_IN_PROGRESS" => format!(
+            "StackTimeout: stack {stack} did not settle within its timeoutMinutes ({minutes}): it is still \
+             CREATE_IN_PROGRESS, which cannot be cancelled; the run-level rollback (onFailure: rollback) \
+             deletes it, with onFailure: retain CloudFormation carries on with it. Fix: {TIMEOUT_FIX}"
+        ),
         _ => format!(
             "StackTimeout: stack {stack} did not settle within its timeoutMinutes ({minutes}): it is still \
              {status}, which cannot be cancelled (CancelUpdateStack only cancels UPDATE_IN_PROGRESS), so \
@@ -1241,6 +1247,10 @@ mod tests {
         assert!(a.record.reason.contains("60"));
         assert!(a.record.reason.contains("CREATE_IN_PROGRESS"));
         assert!(a.record.reason.contains("cannot be cancelled"));
+        assert!(a
+            .record
+            .reason
+            .contains("rollback (onFailure: rollback) deletes it"));
         assert!(a.record.reason.contains("raise timeoutMinutes"));
         assert_eq!(
             a.hanging_events_token.as_deref(),

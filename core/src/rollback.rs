@@ -40,8 +40,13 @@ pub fn client_token(execution_name: &str, stack: &str) -> String {
 /// - updated by this run → restore its snapshot;
 /// - a create of this run that failed but left a stack behind (ROLLBACK_COMPLETE, or
 ///   ROLLBACK_FAILED / CREATE_FAILED) → delete;
+/// - a create of this run still CREATE_IN_PROGRESS when it timed out (no cancel exists for a
+///   create; CloudFormation would carry on with it) → delete: DeleteStack stops the create and
+///   deletes what it made. A record whose operation is a create only reaches CREATE_IN_PROGRESS
+///   by executing this run's change set: a stack busy with someone else's operation is waited
+///   for as an update (`reconcile::start`), which is never deleted;
 /// - unchanged, failed updates (CloudFormation already rolled them back to the snapshot),
-///   failures that left nothing, stacks still in progress → nothing.
+///   failures that left nothing, other stacks still in progress → nothing.
 pub fn wanted(record: &StackRecord) -> Option<RollbackOperation> {
     match (record.action, record.operation) {
         (Action::Created, _) => Some(RollbackOperation::Delete),
@@ -58,11 +63,12 @@ pub fn wanted(record: &StackRecord) -> Option<RollbackOperation> {
     }
 }
 
-/// A status a failed create of this run leaves behind, holding a stack to delete.
+/// A status a failed (or timed-out) create of this run leaves behind, holding a stack to
+/// delete.
 fn is_failed_create_leftover(status: &str) -> bool {
     matches!(
         status,
-        "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED"
+        "ROLLBACK_COMPLETE" | "ROLLBACK_FAILED" | "CREATE_FAILED" | "CREATE_IN_PROGRESS"
     )
 }
 
@@ -477,6 +483,15 @@ mod tests {
             // a leftover whose delete failed was never this run's
             (Recreate, Failed, "DELETE_FAILED", None),
             (Create, InProgress, "CREATE_IN_PROGRESS", None),
+            // this run's create, still running at its timeout: the rollback stops and deletes it
+            (
+                Create,
+                Failed,
+                "CREATE_IN_PROGRESS",
+                Some(RollbackOperation::Delete),
+            ),
+            // someone else's create this run waited for (recorded as an update): never deleted
+            (Update, Failed, "CREATE_IN_PROGRESS", None),
         ];
         for (op, action, status, want) in cases {
             assert_eq!(

@@ -106,6 +106,57 @@ pub fn build(
     }
 }
 
+/// The run-level rollback itself stopped with an error (its plan, or a rollback wave after the
+/// state machine's retries): every stack it should have handled but never started is shown
+/// `rollback_failed` (so the ROLLBACK_FAILED alert asks a human), its reason saying what is left
+/// of this run on it, and the summary's error names the rollback's error. A stack whose own
+/// failure left a stack behind stays `failed`, its reason saying the clean-up did not happen.
+pub fn rollback_stopped(summary: &mut RunSummary, records: &[StackRecord], error: &CaughtError) {
+    let by_name: HashMap<&str, &StackRecord> =
+        records.iter().map(|r| (r.stack.as_str(), r)).collect();
+    let why = error_text(error);
+    let mut missed = Vec::new();
+    for row in &mut summary.stacks {
+        let Some(record) = by_name.get(row.name.as_str()) else {
+            continue;
+        };
+        if record.rollback.is_some() {
+            continue;
+        }
+        let Some(operation) = crate::rollback::wanted(record) else {
+            continue;
+        };
+        let left = match operation {
+            crate::record::RollbackOperation::Delete => {
+                "the stack this run created is still there. Fix: delete it, or run the deployment again"
+            }
+            crate::record::RollbackOperation::Restore => {
+                "it keeps this run's update. Fix: deploy the previous manifest again to restore it"
+            }
+        };
+        let text = format!("the rollback stopped before reaching it ({why}); {left}");
+        if row.action == Action::Failed {
+            row.reason = format!("failed: {}; then {text}", row.reason);
+        } else {
+            row.action = Action::RollbackFailed;
+            row.reason = text;
+        }
+        missed.push(row.name.clone());
+    }
+    let mut text = format!("RollbackStopped: the rollback could not run to the end: {why}");
+    if !missed.is_empty() {
+        text.push_str(&format!(
+            ". Not rolled back: {}. Fix: see each stack's reason",
+            missed.join(", ")
+        ));
+    }
+    summary.status = RunStatus::Failed;
+    summary.error = Some(match summary.error.take() {
+        Some(first) => truncate(&format!("{first}; then {text}"), MAX_ERROR_LEN),
+        None => truncate(&text, MAX_ERROR_LEN),
+    });
+}
+
 /// The action and reason a record shows in the summary.
 fn shown(r: &StackRecord) -> (Action, String) {
     let Some(rb) = &r.rollback else {
@@ -1106,6 +1157,85 @@ mod tests {
             cause: "A stack of this wave failed".into(),
         };
         build(&run(), &rollback_plan(), &records, Some(&error))
+    }
+
+    #[test]
+    fn a_rollback_that_stopped_shows_what_it_did_not_reach() {
+        use crate::record::RollbackOperation::Delete;
+        let mut net = record("Net", "infra", Action::Updated, 30, "");
+        net.operation = Operation::Update;
+        let mut db = record(
+            "Db",
+            "data",
+            Action::Failed,
+            40,
+            "ROLLBACK_COMPLETE: Cluster",
+        );
+        db.status = Some("ROLLBACK_COMPLETE".into());
+        let records = vec![
+            net,
+            record("Ecs", "infra", Action::Created, 20, ""),
+            db,
+            rolled(
+                record("Cache", "data", Action::Created, 10, ""),
+                Delete,
+                Action::RolledBack,
+                crate::rollback::DELETED_REASON,
+            ),
+        ];
+        let error = CaughtError {
+            error: "StackFailed".into(),
+            cause: "Db failed".into(),
+        };
+        let mut s = build(&run(), &rollback_plan(), &records, Some(&error));
+        let stopped = CaughtError {
+            error: "Lambda.ServiceException".into(),
+            cause: r#"{"errorType":"Lambda.ServiceException","errorMessage":"Rate exceeded"}"#
+                .into(),
+        };
+        rollback_stopped(&mut s, &records, &stopped);
+        let row = |name: &str| {
+            s.stacks
+                .iter()
+                .find(|x| x.name == name)
+                .map(|x| (x.action, x.reason.clone()))
+                .expect("row")
+        };
+        let (action, reason) = row("Net");
+        assert_eq!(action, Action::RollbackFailed);
+        assert!(
+            reason.contains("Lambda.ServiceException: Rate exceeded")
+                && reason.contains("keeps this run's update"),
+            "{reason}"
+        );
+        let (action, reason) = row("Ecs");
+        assert_eq!(action, Action::RollbackFailed);
+        assert!(reason.contains("still there"), "{reason}");
+        let (action, reason) = row("Db");
+        assert_eq!(action, Action::Failed, "what failed stays failed");
+        assert!(
+            reason.starts_with("failed: ROLLBACK_COMPLETE: Cluster; then the rollback stopped"),
+            "{reason}"
+        );
+        assert_eq!(
+            row("Cache"),
+            (Action::RolledBack, crate::rollback::DELETED_REASON.into()),
+            "what the rollback did is kept"
+        );
+        let text = s.error.clone().expect("error");
+        assert!(
+            text.starts_with("StackFailed: Db failed; then RollbackStopped:")
+                && text.contains("Not rolled back: Net, Ecs, Db"),
+            "{text}"
+        );
+        assert_eq!(s.status, RunStatus::Failed);
+        // The ROLLBACK_FAILED alert lists the stacks a human must finish.
+        let m = rollback_failed(&run(), &s);
+        assert!(
+            m.body.contains("Net") && m.body.contains("Ecs"),
+            "{}",
+            m.body
+        );
     }
 
     #[test]

@@ -81,15 +81,40 @@ pub struct TriggerEvent {
     pub dedup_key: Option<String>,
     /// For people: what the event is (object and version, or event id).
     pub description: String,
+    /// The uploaded manifest's S3 version id (an S3 upload to a versioned bucket): the plan
+    /// reads exactly that version, so a newer upload of the same key moments later cannot be
+    /// read by this execution in its place (it starts its own).
+    pub manifest_version: Option<String>,
 }
 
 impl TriggerEvent {
     /// `/stackwave/<environment>/events/<dedup key>`: the SSM parameter that claims the event.
+    /// It expires [`CLAIM_HOURS`] after the claim ([`claim_expiration_policy`]).
     pub fn claim_parameter(&self, environment: &str) -> Option<String> {
         self.dedup_key
             .as_ref()
             .map(|key| claim_parameter(environment, key))
     }
+}
+
+/// How long an event's claim is kept. EventBridge redelivers an event only within the rule
+/// target's `MaximumEventAgeInSeconds` (one hour in template.yaml; 24 hours at most in AWS), so
+/// a day covers every redelivery, and SSM deletes the claim afterwards: claims do not pile up
+/// towards the account's parameter limit.
+pub const CLAIM_HOURS: i64 = 24;
+// At least the longest redelivery window EventBridge allows (24 hours).
+const _: () = assert!(CLAIM_HOURS * 3600 >= 86_400);
+
+/// The SSM parameter policy that deletes a claim [`CLAIM_HOURS`] after `now` (SSM User Guide,
+/// "Assigning parameter policies": `Expiration`, which needs the Advanced tier).
+pub fn claim_expiration_policy(now: chrono::DateTime<chrono::Utc>) -> String {
+    let at = now + chrono::Duration::hours(CLAIM_HOURS);
+    serde_json::json!([{
+        "Type": "Expiration",
+        "Version": "1.0",
+        "Attributes": {"Timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)}
+    }])
+    .to_string()
 }
 
 /// `/stackwave/<environment>/events/<dedup key>`.
@@ -239,6 +264,7 @@ fn manifest_uploaded(event: EventBridgeEvent<serde_json::Value>) -> Result<Trigg
             event_id: event.id,
             dedup_key,
             description,
+            manifest_version: version,
         }),
     })
 }
@@ -267,6 +293,7 @@ fn deployment_requested(event: EventBridgeEvent<serde_json::Value>) -> Result<Tr
             event_id: id.clone(),
             dedup_key: id.as_deref().map(event_key),
             description,
+            manifest_version: None,
         }),
     })
 }
@@ -440,6 +467,11 @@ mod tests {
             "{}",
             event.description
         );
+        assert_eq!(
+            event.manifest_version.as_deref(),
+            Some("IYV3p45BT0ac8hjHg1houSdS1a.Mro8e"),
+            "the plan reads the uploaded version"
+        );
         let key = event.dedup_key.clone().unwrap();
         assert!(key.starts_with("s3-") && key.len() == 35, "{key}");
         assert_eq!(
@@ -449,6 +481,29 @@ mod tests {
         // Directly under the environment's folder is a manifest upload too.
         let t = from_value(s3_event("manifests/prod/manifest.yaml", None, Some("e1"))).unwrap();
         assert_eq!(t.input.environment, "prod");
+        // An unversioned bucket's "null" version is no version: the key is read as it is.
+        assert_eq!(t.event.unwrap().manifest_version, None);
+        let t = from_value(s3_event(
+            "manifests/prod/manifest.yaml",
+            Some("null"),
+            Some("e1"),
+        ))
+        .unwrap();
+        assert_eq!(t.event.unwrap().manifest_version, None);
+    }
+
+    #[test]
+    fn claims_expire_a_day_after_they_are_taken() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-27T10:15:30.250Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let policy: serde_json::Value =
+            serde_json::from_str(&claim_expiration_policy(now)).unwrap();
+        assert_eq!(
+            policy,
+            json!([{"Type": "Expiration", "Version": "1.0",
+                    "Attributes": {"Timestamp": "2026-11-28T10:15:30Z"}}])
+        );
     }
 
     #[test]

@@ -352,6 +352,39 @@ async fn a_hang_past_the_timeout_is_cancelled_and_reported_as_stack_timeout() ->
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_create_hanging_past_the_timeout_is_deleted_by_the_rollback() -> Result<()> {
+    let local = local().await?;
+    let env = unique_env("tc");
+    let name = format!("Hang-{env}");
+    let manifest = "name: hang\nstages:\n  - name: only\n    stacks:\n      - name: Hang-${environment}\n        template: templates/unit.yaml\n        timeoutMinutes: 1\n        parameters: {Upstream: v1}\n";
+    let dir = synthetic_dir("create-timeout", manifest)?;
+    local
+        .fault(json!({"kind": "hang", "stack": name, "on": "create", "seconds": 600}))
+        .await?;
+    let run = cli_deploy(dir.path(), &env)?;
+    assert_eq!(run.code, 1, "{:#}", run.json);
+    let stack = run.json["stacks"]
+        .as_array()
+        .and_then(|a| a.first())
+        .cloned()
+        .unwrap_or_default();
+    // What failed stays `failed`; its reason says the timeout and then the delete.
+    assert_eq!(stack["action"], "failed", "{stack}");
+    let reason = stack["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("StackTimeout") && reason.contains("CREATE_IN_PROGRESS"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("then deleted (created by this run)"),
+        "{reason}"
+    );
+    // Nothing is left half-done: the create was stopped and the stack is gone.
+    assert_eq!(local.stack_state(&name).await?, None);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_percent_throttling_slows_the_run_but_never_fails_it() -> Result<()> {
     let local = local().await?;
     let env = unique_env("th");

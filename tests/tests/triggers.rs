@@ -388,6 +388,11 @@ async fn uploading_a_manifest_under_manifests_env_starts_a_deployment() -> Resul
     let (arn, event) = &started[0];
     assert_eq!(event["source"], "aws.s3", "{event}");
     assert_eq!(event["detail-type"], "Object Created", "{event}");
+    // The artifact bucket is versioned (as in template.yaml): the plan reads this version.
+    let version = event["detail"]["object"]["version-id"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!version.is_empty() && version != "null", "{event}");
     let exec = local.wait_execution(arn, EXECUTION_TIMEOUT).await?;
     assert_eq!(exec.status, "SUCCEEDED", "{exec:?}");
     assert_deployed_once(&local, &environment).await?;

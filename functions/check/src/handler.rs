@@ -210,11 +210,23 @@ async fn observe_stacks(
         .filter(|r| r.phase != Phase::ChangeSetPending)
         .map(|r| r.stack.as_str())
         .collect();
+    observe_named(ctx, &wanted, open.len()).await
+}
+
+/// The stacks `wanted` (of `open_count` unsettled ones in the wave): DescribeStacks per stack
+/// (concurrently) up to [`PER_STACK_LIMIT`], else one paginated listing filtered to them. A
+/// stack not found is [`StackView::Absent`]; a throttled read past the SDK's retries is no news
+/// this round ([`StackView::NotObserved`]). Deploy and rollback mode share it.
+pub(crate) async fn observe_named(
+    ctx: &Ctx,
+    wanted: &[&str],
+    open_count: usize,
+) -> Result<HashMap<String, StackView>, Error> {
     if wanted.is_empty() {
         return Ok(HashMap::new());
     }
-    if open.len() <= PER_STACK_LIMIT {
-        return stream::iter(wanted)
+    if open_count <= PER_STACK_LIMIT {
+        return stream::iter(wanted.iter().copied())
             .map(|name| async move {
                 let view = match describe_stack(&ctx.clients.cfn, name).await {
                     Ok(Some(s)) => view_of(&s),

@@ -10,18 +10,13 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt, TryStreamExt};
-use stackwave_aws::{aws_error, Ctx, RunStore};
+use stackwave_aws::{Ctx, RunStore};
 use stackwave_core::io::{CheckInput, CheckOutput, RunContext};
 use stackwave_core::poll;
-use stackwave_core::reconcile::{self, StackState, StackView};
+use stackwave_core::reconcile::{self, StackView};
 use stackwave_core::record::{Action, RollbackPhase, StackRecord};
 use stackwave_core::rollback;
 use stackwave_core::Error;
-use stackwave_deploy_stack::describe_stack;
-
-/// Up to this many running rollbacks, DescribeStacks per stack; above it, one paginated
-/// DescribeStacks filtered to the wave.
-const PER_STACK_LIMIT: usize = 10;
 
 /// Concurrent CloudFormation calls of one check.
 const CONCURRENCY: usize = 8;
@@ -90,6 +85,11 @@ pub(crate) async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, 
             Ok(rec) => {
                 advanced.insert(stack, rec);
             }
+            // Throttled past the SDK's retries: no progress for this stack this round, as in
+            // deploy mode; the next poll takes the step again.
+            Err(e) if e.is_transient() => {
+                tracing::warn!(stack = %stack, error_type = e.name(), error = %e, "rollback not advanced this round: throttled; the next check tries again");
+            }
             Err(e) => {
                 tracing::warn!(stack = %stack, error_type = e.name(), error = %e, "rollback not advanced");
                 first_error.get_or_insert(e);
@@ -130,7 +130,7 @@ pub(crate) async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, 
 }
 
 /// Advance one stack's rollback; a failed one gets its root cause from the stack's events.
-/// `Err` only for transient errors (the record is then left as it was).
+/// `Err` only for transient errors (the record is then left as it was for the next poll).
 async fn step(
     ctx: &Ctx,
     record: &StackRecord,
@@ -164,53 +164,11 @@ async fn step(
     Ok(next)
 }
 
-/// The stacks of the running rollbacks: per stack for a small wave, one paginated listing for
-/// a large one (a deleted stack is not listed: not listed = absent).
+/// The stacks of the running rollbacks (a deleted stack is absent; a throttled read is no
+/// news this round, as in deploy mode).
 async fn observe(ctx: &Ctx, open: &[&StackRecord]) -> Result<HashMap<String, StackView>, Error> {
-    if open.is_empty() {
-        return Ok(HashMap::new());
-    }
-    if open.len() <= PER_STACK_LIMIT {
-        return stream::iter(open.iter().map(|r| r.stack.as_str()))
-            .map(|name| async move {
-                let view = match describe_stack(&ctx.clients.cfn, name).await? {
-                    Some(s) => view_of(
-                        s.stack_status().map(|st| st.as_str()),
-                        s.stack_status_reason(),
-                    ),
-                    None => StackView::Absent,
-                };
-                Ok::<_, Error>((name.to_string(), view))
-            })
-            .buffer_unordered(CONCURRENCY)
-            .try_collect()
-            .await;
-    }
-    let mut views: HashMap<String, StackView> = open
-        .iter()
-        .map(|r| (r.stack.clone(), StackView::Absent))
-        .collect();
-    let mut pages = ctx.clients.cfn.describe_stacks().into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| aws_error("cloudformation:DescribeStacks", e))?;
-        for s in page.stacks() {
-            if let Some(view) = s.stack_name().and_then(|n| views.get_mut(n)) {
-                *view = view_of(
-                    s.stack_status().map(|st| st.as_str()),
-                    s.stack_status_reason(),
-                );
-            }
-        }
-    }
-    Ok(views)
-}
-
-fn view_of(status: Option<&str>, reason: Option<&str>) -> StackView {
-    StackView::Present(StackState {
-        status: status.unwrap_or_default().to_string(),
-        reason: reason.map(str::to_string),
-        outputs: vec![],
-    })
+    let names: Vec<&str> = open.iter().map(|r| r.stack.as_str()).collect();
+    crate::observe_named(ctx, &names, names.len()).await
 }
 
 /// The check's answer: `succeeded` counts rolled-back stacks (and those needing no rollback),

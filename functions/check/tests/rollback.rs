@@ -319,7 +319,7 @@ async fn a_rollback_that_never_started_is_reported_not_dropped() {
 }
 
 #[tokio::test]
-async fn throttling_leaves_the_records_for_the_retry() {
+async fn throttling_is_no_news_this_round_and_leaves_the_record_for_the_next_poll() {
     let bucket = Bucket::default();
     let run = run();
     let rec = rolling("Ecs", RollbackOperation::Delete, 1);
@@ -327,8 +327,14 @@ async fn throttling_leaves_the_records_for_the_retry() {
     let throttled =
         mock!(Cfn::describe_stacks).then_error(|| DescribeStacksError::generic(throttling()));
     let ctx = ctx(&bucket, &[&throttled], &[], config());
-    let err = check(&ctx, &["Ecs"], 0).await.expect_err("throttled");
-    assert_eq!(err.name(), "Throttled");
+    // As in deploy mode: a throttling storm slows the rollback, it does not stop it.
+    let out = check(&ctx, &["Ecs"], 0)
+        .await
+        .expect("no news is not an error");
+    assert!(!out.settled);
+    assert_eq!((out.in_progress, out.succeeded, out.failed), (1, 0, 0));
+    assert_eq!(out.attempt, 1);
+    assert!(throttled.num_calls() >= 1);
     assert_eq!(bucket.record(&run, "Ecs"), Some(rec));
     assert_eq!(
         reconcile::client_token(EXECUTION, "Ecs", rollback::OP_ROLLBACK),

@@ -59,11 +59,22 @@ impl RunStore {
 
     /// The object's bytes, or `None` when there is no such key.
     pub async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.get_version_bytes(key, None).await
+    }
+
+    /// One version of an object (the current one when `version` is `None`). `None` when the key
+    /// or that version does not exist.
+    pub async fn get_version_bytes(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Option<Vec<u8>>, Error> {
         match self
             .s3
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .set_version_id(version.map(str::to_string))
             .send()
             .await
         {

@@ -21,7 +21,7 @@ use stackwave_core::Error;
 use tracing::{info, warn};
 
 /// The input shape, shown in `InvalidInput` errors.
-pub const ACCEPTED: &str = "{\"run\": {...}, \"error\": {\"Error\": \"...\", \"Cause\": \"...\"}}";
+pub const ACCEPTED: &str = "{\"run\": {...}, \"error\": {\"Error\": \"...\", \"Cause\": \"...\"}, \"rollbackError\": {\"Error\": \"...\", \"Cause\": \"...\"}}";
 
 /// A standard-tier SSM parameter holds at most 4 KB.
 pub const MAX_PARAMETER_BYTES: usize = 4096;
@@ -43,9 +43,13 @@ pub struct LastDeployment {
 }
 
 pub async fn handle(ctx: &Ctx, input: FinalizeInput) -> Result<RunSummary, Error> {
-    let FinalizeInput { run, error } = input;
+    let FinalizeInput {
+        run,
+        error,
+        rollback_error,
+    } = input;
     // Boxed: the nested SDK futures would otherwise overflow the compiler's layout depth.
-    let result = Box::pin(summarize(ctx, &run, error)).await;
+    let result = Box::pin(summarize(ctx, &run, error, rollback_error)).await;
     match &result {
         // The state machine retries this invoke: the next try releases the lock.
         Err(e) if e.is_transient() => {}
@@ -76,11 +80,16 @@ async fn summarize(
     ctx: &Ctx,
     run: &RunContext,
     error: Option<stackwave_core::io::CaughtError>,
+    rollback_error: Option<stackwave_core::io::CaughtError>,
 ) -> Result<RunSummary, Error> {
     let store = RunStore::for_run(&ctx.clients.s3, run);
     let plan = store.plan(run).await?;
     let records = store.all_records(run).await?;
-    let summary = stackwave_core::summary::build(run, &plan, &records, error.as_ref());
+    let mut summary = stackwave_core::summary::build(run, &plan, &records, error.as_ref());
+    if let Some(stopped) = &rollback_error {
+        warn!(environment = %run.environment, execution = %run.execution_name, error = %stopped.error, "the run-level rollback stopped before the end");
+        stackwave_core::summary::rollback_stopped(&mut summary, &records, stopped);
+    }
 
     let key = run.summary_key();
     match store.put_json(&key, &summary).await {

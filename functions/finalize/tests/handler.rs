@@ -288,6 +288,7 @@ async fn success_writes_the_summary_and_the_last_deployment() {
         FinalizeInput {
             run: run(),
             error: None,
+            rollback_error: None,
         },
     )
     .await
@@ -353,6 +354,7 @@ async fn failure_writes_the_summary_but_not_the_last_deployment() {
         FinalizeInput {
             run: run(),
             error: Some(error),
+            rollback_error: None,
         },
     )
     .await
@@ -378,6 +380,47 @@ async fn failure_writes_the_summary_but_not_the_last_deployment() {
 }
 
 #[tokio::test]
+async fn a_rollback_that_stopped_is_in_the_summary_and_the_stacks_it_missed_need_a_human() {
+    let b = bucket(vec![
+        record("Network-dev", "infrastructure", Action::Created),
+        record("Api-dev", "application", Action::Failed),
+    ]);
+    let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &b.rules);
+    let lock = lock_ours();
+    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&lock.get, &lock.delete]);
+    let ctx = ctx(s3, ssm).await;
+    // The state machine's input to Finalize after PlanRollback's Catch.
+    let input = serde_json::json!({
+        "run": run(),
+        "error": {"Error": "StackFailed", "Cause": "Api-dev failed"},
+        "rollbackError": {"Error": "States.Timeout", "Cause": "the task timed out"},
+        "rollback": null
+    });
+
+    let out = stackwave_finalize::handle_json(&ctx, input)
+        .await
+        .expect("summary");
+    let summary: RunSummary = serde_json::from_value(out).unwrap();
+
+    assert_eq!(summary.status, RunStatus::Failed);
+    let network = &summary.stacks[0];
+    assert_eq!(network.name, "Network-dev");
+    assert_eq!(network.action, Action::RollbackFailed);
+    assert!(
+        network.reason.contains("States.Timeout"),
+        "{}",
+        network.reason
+    );
+    let error = summary.error.clone().unwrap();
+    assert!(
+        error.contains("RollbackStopped") && error.contains("Not rolled back: Network-dev"),
+        "{error}"
+    );
+    assert_eq!(stored_summary(&b.puts.lock().unwrap()), summary);
+    assert_eq!(lock.delete.num_calls(), 1, "the lock is released");
+}
+
+#[tokio::test]
 async fn an_ssm_failure_does_not_lose_the_summary() {
     let b = bucket(vec![
         record("Network-dev", "infrastructure", Action::Created),
@@ -400,6 +443,7 @@ async fn an_ssm_failure_does_not_lose_the_summary() {
         FinalizeInput {
             run: run(),
             error: None,
+            rollback_error: None,
         },
     )
     .await
@@ -433,6 +477,7 @@ async fn a_missing_plan_is_an_internal_error() {
         FinalizeInput {
             run: run(),
             error: None,
+            rollback_error: None,
         },
     )
     .await
@@ -505,6 +550,7 @@ async fn a_failed_summary_upload_still_returns_the_summary() {
         FinalizeInput {
             run: run(),
             error: None,
+            rollback_error: None,
         },
     )
     .await
@@ -535,9 +581,16 @@ async fn finalize_with(lock: &Lock, records: Vec<StackRecord>, error: Option<Cau
         [&put_param, &lock.get, &lock.delete]
     );
     let ctx = ctx(s3, ssm).await;
-    stackwave_finalize::handle(&ctx, FinalizeInput { run: run(), error })
-        .await
-        .expect("summary");
+    stackwave_finalize::handle(
+        &ctx,
+        FinalizeInput {
+            run: run(),
+            error,
+            rollback_error: None,
+        },
+    )
+    .await
+    .expect("summary");
 }
 
 #[tokio::test]
@@ -606,6 +659,7 @@ async fn the_lock_is_released_even_when_the_summary_cannot_be_built() {
         FinalizeInput {
             run: run(),
             error: None,
+            rollback_error: None,
         },
     )
     .await

@@ -175,17 +175,15 @@ impl Alert {
     }
 
     fn rejected(execution_arn: &str, input: &Value, error: &CaughtError) -> Alert {
-        // The raw execution input: the environment is there when the input had one at all.
-        let environment = input
-            .get("environment")
-            .and_then(Value::as_str)
-            .filter(|e| !e.trim().is_empty());
+        // The raw execution input of any shape (console input or EventBridge envelope): the
+        // environment is there when the input named one at all, even if it is invalid otherwise.
+        let environment = stackwave_core::trigger::environment_hint(input);
         Alert {
             event: "rejected",
-            environment: environment.unwrap_or("unknown").to_string(),
+            environment: environment.as_deref().unwrap_or("unknown").to_string(),
             status: "REJECTED",
             execution_arn: execution_arn.to_string(),
-            message: summary::rejected(environment, execution_arn, error),
+            message: summary::rejected(environment.as_deref(), execution_arn, error),
             summary: None,
             summary_uri: None,
             error: Some(error.clone()),
@@ -449,6 +447,35 @@ mod tests {
             error,
         });
         assert_eq!(no_env.environment, "unknown");
+    }
+
+    #[test]
+    fn rejected_event_alerts_name_the_environment_of_the_envelope() {
+        let error = CaughtError {
+            error: "InvalidManifest".into(),
+            cause: "cycle".into(),
+        };
+        let upload = json!({
+            "source": "aws.s3", "detail-type": "Object Created", "id": "e1",
+            "detail": {"bucket": {"name": "b"}, "object": {"key": "manifests/prod/app/manifest.yaml"}}
+        });
+        let custom = json!({
+            "source": "stackwave", "detail-type": "Deployment Requested", "id": "e2",
+            "detail": {"environment": "qa", "manifest": "s3://b/k/manifest.yaml", "bogus": 1}
+        });
+        for (input, want) in [(upload, "prod"), (custom, "qa")] {
+            let alert = Alert::from_input(&NotifyInput::Rejected {
+                execution_arn: "arn:x".into(),
+                input,
+                error: error.clone(),
+            });
+            assert_eq!(alert.environment, want);
+            assert!(
+                alert.message.subject.contains(want),
+                "{}",
+                alert.message.subject
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use aws_sdk_ssm::types::ParameterType;
+use aws_sdk_ssm::types::{ParameterTier, ParameterType};
 use stackwave_aws::{aws_error, lock, Ctx, RunStore};
 use stackwave_core::io::{
     ExecutionInput, ExecutionRef, PlanInput, PlanOutput, PollSeconds, RunContext,
@@ -86,7 +86,8 @@ pub async fn handle(ctx: &Ctx, input: PlanInput) -> Result<PlanOutput, Error> {
     }
 
     let source = RunStore::new(ctx.clients.s3.clone(), location.bucket.clone());
-    let text = read_manifest(&source, &location, &manifest_uri).await?;
+    let version = event.as_ref().and_then(|e| e.manifest_version.as_deref());
+    let text = read_manifest(&source, &location, &manifest_uri, version).await?;
     let dir = location.dir();
     let known = known_template_keys(&source, &text, &environment, &dir).await?;
     let template_exists = |rel: &str| resolve_key(&dir, rel).is_some_and(|k| known.contains(&k));
@@ -221,6 +222,10 @@ async fn claim_event(
         ))
         .r#type(ParameterType::String)
         .overwrite(false)
+        // Deleted by SSM once no redelivery can come (`trigger::CLAIM_HOURS`): claims do not
+        // pile up. Expiration policies need the Advanced tier.
+        .tier(ParameterTier::Advanced)
+        .policies(trigger::claim_expiration_policy(chrono::Utc::now()))
         .send()
         .await;
     let error = match result {
@@ -412,25 +417,37 @@ async fn remember_manifest_uri(ctx: &Ctx, environment: &str, manifest_uri: &str)
     }
 }
 
+/// The manifest's text: the version the triggering upload created when there is one (a newer
+/// upload of the same key starts its own execution), else the current object.
 async fn read_manifest(
     source: &RunStore,
     location: &S3Location,
     uri: &str,
+    version: Option<&str>,
 ) -> Result<String, Error> {
     let not_found = || {
+        let what = match version {
+            Some(v) => format!("{uri} (version {v})"),
+            None => uri.to_string(),
+        };
         Error::InvalidManifest {
         issues: vec![ValidationIssue {
             stack: None,
             field: "manifest".to_string(),
-            message: format!("no manifest at {uri}"),
+            message: format!("no manifest at {what}"),
             fix: "upload the manifest and its templates there (`stackwave deploy` does), or correct the manifest location".to_string(),
         }],
     }
     };
-    let bytes = match source.get_bytes(&location.key).await {
+    let bytes = match source.get_version_bytes(&location.key, version).await {
         Ok(Some(b)) => b,
         Ok(None) => return Err(not_found()),
-        Err(Error::AwsService { code, .. }) if code == "NoSuchBucket" => return Err(not_found()),
+        // S3 answers a version that does not exist (any more) with NoSuchVersion.
+        Err(Error::AwsService { code, .. })
+            if code == "NoSuchBucket" || code == "NoSuchVersion" =>
+        {
+            return Err(not_found())
+        }
         Err(e) => return Err(e),
     };
     String::from_utf8(bytes).map_err(|e| Error::InvalidManifest {

@@ -594,7 +594,14 @@ fn upload_keys() -> &'static [&'static str] {
 async fn an_s3_upload_event_claims_the_object_version_and_plans_the_uploaded_manifest() {
     let puts = Arc::new(Mutex::new(Vec::new()));
     let params = Arc::new(Mutex::new(Vec::new()));
-    let get = get_manifest(UPLOAD_KEY, MANIFEST);
+    // The uploaded version (v-2) is read, not whatever the key holds by now.
+    let get = mock!(aws_sdk_s3::Client::get_object)
+        .match_requests(|r| r.key() == Some(UPLOAD_KEY) && r.version_id() == Some("v-2"))
+        .then_output(|| {
+            GetObjectOutput::builder()
+                .body(ByteStream::from_static(MANIFEST.as_bytes()))
+                .build()
+        });
     let listing = list(UPLOAD_DIR, upload_keys());
     let head = head_ok("manifests/dev/shared/api.yaml");
     let put = capture_puts(&puts);
@@ -605,12 +612,58 @@ async fn an_s3_upload_event_claims_the_object_version_and_plans_the_uploaded_man
         [&get, &listing, &head, &put]
     );
     let lock = lock_free();
-    let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&lock, &put_param]);
+    // The claim expires on its own: an Advanced-tier parameter with an Expiration policy.
+    let claim_settings = Arc::new(Mutex::new(Vec::new()));
+    let claim_seen = claim_settings.clone();
+    let claim_extras = mock!(aws_sdk_ssm::Client::put_parameter)
+        .match_requests(|r| {
+            r.name()
+                .is_some_and(|n| n.starts_with("/stackwave/dev/events/"))
+        })
+        .then_compute_output(move |r| {
+            claim_seen.lock().unwrap().push((
+                r.name().unwrap_or_default().to_string(),
+                r.value().unwrap_or_default().to_string(),
+                r.overwrite(),
+                r.tier().cloned(),
+                r.policies().map(str::to_string),
+            ));
+            PutParameterOutput::builder().version(1).build()
+        });
+    let ssm = mock_client!(
+        aws_sdk_ssm,
+        RuleMode::MatchAny,
+        [&lock, &claim_extras, &put_param]
+    );
     let ctx = ctx(s3, ssm, BUCKET).await;
 
     let out = stackwave_plan::handle(&ctx, input(s3_upload_event()))
         .await
         .expect("plan succeeds");
+    assert_eq!(
+        get.num_calls(),
+        1,
+        "the manifest is read at the uploaded version"
+    );
+    let claim_settings = claim_settings.lock().unwrap();
+    assert_eq!(claim_settings.len(), 1, "{claim_settings:?}");
+    let (claim, value, overwrite, tier, policy) = &claim_settings[0];
+    assert!(claim.starts_with("/stackwave/dev/events/s3-"), "{claim}");
+    assert_eq!(
+        value,
+        "arn:aws:states:us-east-1:123456789012:execution:stackwave-deploy:exec-1"
+    );
+    assert_eq!(*overwrite, Some(false), "created only if absent");
+    assert_eq!(*tier, Some(aws_sdk_ssm::types::ParameterTier::Advanced));
+    let policy: Value = serde_json::from_str(policy.as_deref().expect("a policy")).unwrap();
+    assert_eq!(policy[0]["Type"], "Expiration", "{policy}");
+    let expires = chrono::DateTime::parse_from_rfc3339(
+        policy[0]["Attributes"]["Timestamp"].as_str().unwrap(),
+    )
+    .unwrap();
+    let hours =
+        (expires.with_timezone(&chrono::Utc) - chrono::Utc::now()).num_minutes() as f64 / 60.0;
+    assert!((23.9..=24.0).contains(&hours), "expires in {hours} h");
 
     assert_eq!(out.run.environment, "dev");
     assert_eq!(
@@ -618,22 +671,10 @@ async fn an_s3_upload_event_claims_the_object_version_and_plans_the_uploaded_man
         "s3://artifacts/manifests/dev/t1/manifest.yaml"
     );
     assert_eq!(out.stack_count, 4);
-    assert_eq!(get.num_calls(), 1);
     let params = params.lock().unwrap();
-    assert_eq!(params.len(), 2, "{params:?}");
-    let (claim, value, kind, overwrite) = &params[0];
-    assert!(
-        claim.starts_with("/stackwave/dev/events/s3-"),
-        "the claim comes first: {claim}"
-    );
+    assert_eq!(params.len(), 1, "{params:?}");
     assert_eq!(
-        value,
-        "arn:aws:states:us-east-1:123456789012:execution:stackwave-deploy:exec-1"
-    );
-    assert_eq!(kind, &Some(ParameterType::String));
-    assert_eq!(*overwrite, Some(false), "created only if absent");
-    assert_eq!(
-        params[1],
+        params[0],
         (
             "/stackwave/dev/manifest-uri".to_string(),
             "s3://artifacts/manifests/dev/t1/manifest.yaml".to_string(),
