@@ -1081,7 +1081,7 @@ fn scale_section(o: &mut String, results: &Results) {
             profiles::shape_label(r.shape),
             secs(Some(r.stats.makespan())),
             secs(Some(deploy_maps)),
-            stackwave_cli::local::DEPLOY_CONCURRENCY,
+            stackwave_core::io::DEFAULT_MAX_CONCURRENCY,
             secs(Some(waits)),
             secs(Some(checks)),
             secs(Some(other))

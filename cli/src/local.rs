@@ -48,8 +48,6 @@ pub const STATE_MACHINE_NAME: &str = "stackwave-deploy";
 pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/stackwave-local";
 /// How long each stack operation takes in the emulator, for the demo.
 pub const DEFAULT_STACK_SECONDS: f64 = 3.0;
-/// Deploy-stack branches running at once inside a wave.
-pub const DEPLOY_CONCURRENCY: u32 = 10;
 /// The emulator's health route (proxied by the gateway).
 pub const HEALTH_PATH: &str = "/_stackwave/health";
 /// How long `start` waits for the health route.
@@ -94,10 +92,6 @@ pub fn substitutions() -> BTreeMap<String, String> {
     m.insert("NotifyFunctionArn".to_string(), function_arn("notify"));
     m.insert("FinalizeFunctionArn".to_string(), function_arn("finalize"));
     m.insert("RollbackFunctionArn".to_string(), function_arn("rollback"));
-    m.insert(
-        "DeployConcurrency".to_string(),
-        DEPLOY_CONCURRENCY.to_string(),
-    );
     m
 }
 
@@ -993,14 +987,17 @@ mod tests {
 
     #[test]
     fn substitutes_every_name_and_checks_json() {
-        let text = r#"{"Resource": "${PlanFunctionArn}", "MaxConcurrency": ${DeployConcurrency}}"#;
+        let text = r#"{"Resource": "${PlanFunctionArn}", "Next": "${CheckFunctionArn}"}"#;
         let out = render_definition(text, &substitutions()).unwrap();
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(
             v["Resource"],
             "arn:aws:lambda:us-east-1:123456789012:function:stackwave-plan"
         );
-        assert_eq!(v["MaxConcurrency"], 10);
+        assert_eq!(
+            v["Next"],
+            "arn:aws:lambda:us-east-1:123456789012:function:stackwave-check"
+        );
     }
 
     #[test]
