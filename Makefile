@@ -21,8 +21,10 @@ demo: $(STACKWAVE)
 	$(STACKWAVE) local start --stack-seconds $${STACK_SECONDS:-3}
 	$(STACKWAVE) deploy examples/bellyfed --environment $(ENV) --local
 
-## The second README command (and what .ci/run calls): every gate and every test.
-test: setup gates unit check-asl check-template emulator-tests e2e
+## The second README command (and what .ci/run calls): every gate and every test, then the
+## packaging check (the arm64 release builds and `sam build`: the slowest step, about 20 minutes
+## cold on 2 CPUs, seconds when cargo's cache is warm), last so that faster failures come first.
+test: setup gates unit check-asl check-template emulator-tests e2e check-package
 	@echo "make test: all gates and tests passed"
 
 gates: fmt clippy
