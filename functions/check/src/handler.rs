@@ -43,7 +43,8 @@ const MAX_FAILED_NAMES: usize = 20;
 
 pub async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> {
     if input.mode == CheckMode::Rollback {
-        return rollback::handle(ctx, input).await;
+        // Boxed: the nested SDK futures would otherwise overflow the compiler's layout depth.
+        return Box::pin(rollback::handle(ctx, input)).await;
     }
     let run = &input.run;
     let store = RunStore::for_run(&ctx.clients.s3, run);
@@ -153,7 +154,8 @@ pub async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> 
 /// The JSON entry point used by main.rs and by the local gateway.
 pub async fn handle_json(ctx: &Ctx, input: serde_json::Value) -> Result<serde_json::Value, Error> {
     let input: CheckInput = stackwave_aws::parse_input(input, ACCEPTED)?;
-    stackwave_aws::to_output(&handle(ctx, input).await?)
+    // Boxed: the nested SDK futures would otherwise overflow the compiler's layout depth.
+    stackwave_aws::to_output(&Box::pin(handle(ctx, input)).await?)
 }
 
 /// The check's answer. `attempt` is the number of checks before this one; the next wait is

@@ -70,7 +70,8 @@ pub async fn handle(ctx: &Ctx, input: DeployStackInput) -> Result<DeployStackOut
 /// The JSON entry point used by main.rs and by the local gateway.
 pub async fn handle_json(ctx: &Ctx, input: serde_json::Value) -> Result<serde_json::Value, Error> {
     let input: DeployStackInput = stackwave_aws::parse_input(input, ACCEPTED)?;
-    stackwave_aws::to_output(&handle(ctx, input).await?)
+    // Boxed: the nested SDK futures would otherwise overflow the compiler's layout depth.
+    stackwave_aws::to_output(&Box::pin(handle(ctx, input)).await?)
 }
 
 fn output_of(record: &StackRecord) -> DeployStackOutput {
