@@ -22,8 +22,8 @@ demo: $(STACKWAVE)
 	$(STACKWAVE) deploy examples/bellyfed --environment $(ENV) --local
 
 ## The second README command (and what .ci/run calls): every gate and every test, then the
-## packaging check (the arm64 release builds and `sam build`: the slowest step, about 20 minutes
-## cold on 2 CPUs, seconds when cargo's cache is warm), last so that faster failures come first.
+## packaging check (the arm64 release builds and `sam build`: the slowest step, 14 minutes cold on
+## 2 CPUs, seconds when cargo's cache is warm), last so that faster failures come first.
 test: setup gates unit check-asl check-template emulator-tests e2e check-package
 	@echo "make test: all gates and tests passed"
 
