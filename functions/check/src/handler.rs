@@ -100,15 +100,41 @@ pub async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> 
         .await;
 
     let mut advanced: HashMap<String, StackRecord> = HashMap::new();
+    let changed = end_round(run, &store, &records, &mut advanced, results).await?;
+    let current = current(&records, &advanced);
+    let output = summarize(run, &current, input.attempt);
+    tracing::info!(
+        attempt = output.attempt,
+        settled = output.settled,
+        in_progress = output.in_progress,
+        succeeded = output.succeeded,
+        failed = output.failed,
+        changed,
+        next_wait_seconds = output.next_wait_seconds,
+        "wave checked"
+    );
+    Ok(output)
+}
+
+/// The end of one check round, in both modes. Each stack's step result is kept in `advanced`;
+/// a transient error (throttled past the SDK's retries) is no progress for that stack this
+/// round: its record stays as it was and the next poll takes the step again (every step is
+/// idempotent), so a throttling storm slows the wave and does not fail it. The records that
+/// changed are written back, even when another stack's step failed; then the first
+/// non-transient error is returned. The answer is the number of records written.
+pub(crate) async fn end_round(
+    run: &RunContext,
+    store: &RunStore,
+    records: &[StackRecord],
+    advanced: &mut HashMap<String, StackRecord>,
+    results: Vec<(String, Result<StackRecord, Error>)>,
+) -> Result<usize, Error> {
     let mut first_error = None;
     for (stack, result) in results {
         match result {
             Ok(rec) => {
                 advanced.insert(stack, rec);
             }
-            // Throttled past the SDK's retries: no progress for this stack this round. Its
-            // record stays as it was and the next poll takes the step again (every step is
-            // idempotent); a throttling storm slows the wave, it does not fail it.
             Err(e) if e.is_transient() => {
                 tracing::warn!(stack = %stack, error_type = e.name(), error = %e, "stack not advanced this round: throttled; the next check tries again");
             }
@@ -118,37 +144,30 @@ pub async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> 
             }
         }
     }
-
-    // Write back what changed, even when another stack's step must be retried.
-    let changed: Vec<&StackRecord> = open
+    let changed: Vec<&StackRecord> = records
         .iter()
-        .filter_map(|old| advanced.get(&old.stack).filter(|new| *new != *old))
+        .filter_map(|old| advanced.get(&old.stack).filter(|new| *new != old))
         .collect();
     stream::iter(changed.iter().copied())
         .map(|rec| store.put_record(run, rec))
         .buffer_unordered(16)
         .try_collect::<Vec<()>>()
         .await?;
-    if let Some(e) = first_error {
-        return Err(e);
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(changed.len()),
     }
+}
 
-    let current: Vec<&StackRecord> = records
+/// Every record as it is after the round: advanced, or as it was.
+pub(crate) fn current<'a>(
+    records: &'a [StackRecord],
+    advanced: &'a HashMap<String, StackRecord>,
+) -> Vec<&'a StackRecord> {
+    records
         .iter()
         .map(|r| advanced.get(&r.stack).unwrap_or(r))
-        .collect();
-    let output = summarize(run, &current, input.attempt);
-    tracing::info!(
-        attempt = output.attempt,
-        settled = output.settled,
-        in_progress = output.in_progress,
-        succeeded = output.succeeded,
-        failed = output.failed,
-        changed = changed.len(),
-        next_wait_seconds = output.next_wait_seconds,
-        "wave checked"
-    );
-    Ok(output)
+        .collect()
 }
 
 /// The JSON entry point used by main.rs and by the local gateway.

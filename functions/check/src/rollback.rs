@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use futures::{stream, StreamExt, TryStreamExt};
+use futures::{stream, StreamExt};
 use stackwave_aws::{Ctx, RunStore};
 use stackwave_core::io::{CheckInput, CheckOutput, RunContext};
 use stackwave_core::poll;
@@ -79,42 +79,8 @@ pub(crate) async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, 
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    let mut first_error = None;
-    for (stack, result) in results {
-        match result {
-            Ok(rec) => {
-                advanced.insert(stack, rec);
-            }
-            // Throttled past the SDK's retries: no progress for this stack this round, as in
-            // deploy mode; the next poll takes the step again.
-            Err(e) if e.is_transient() => {
-                tracing::warn!(stack = %stack, error_type = e.name(), error = %e, "rollback not advanced this round: throttled; the next check tries again");
-            }
-            Err(e) => {
-                tracing::warn!(stack = %stack, error_type = e.name(), error = %e, "rollback not advanced");
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-
-    // Write back what changed, even when another stack must be looked at again.
-    let changed: Vec<&StackRecord> = records
-        .iter()
-        .filter_map(|old| advanced.get(&old.stack).filter(|new| *new != old))
-        .collect();
-    stream::iter(changed.iter().copied())
-        .map(|rec| store.put_record(run, rec))
-        .buffer_unordered(16)
-        .try_collect::<Vec<()>>()
-        .await?;
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-
-    let current: Vec<&StackRecord> = records
-        .iter()
-        .map(|r| advanced.get(&r.stack).unwrap_or(r))
-        .collect();
+    let changed = crate::end_round(run, &store, &records, &mut advanced, results).await?;
+    let current = crate::current(&records, &advanced);
     let output = summarize(run, &current, input.attempt);
     tracing::info!(
         attempt = output.attempt,
@@ -122,7 +88,7 @@ pub(crate) async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, 
         in_progress = output.in_progress,
         rolled_back = output.succeeded,
         rollback_failed = output.failed,
-        changed = changed.len(),
+        changed,
         next_wait_seconds = output.next_wait_seconds,
         "rollback wave checked"
     );
