@@ -10,7 +10,8 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use stackwave_core::io::RunSummary;
 use stackwave_core::plan::Plan;
 use stackwave_core::record::{
-    Action, Operation, Phase, RollbackOperation, RollbackPhase, RollbackState, StackRecord,
+    Action, Operation, Phase, RollbackOperation, RollbackPhase, RollbackState, RootCause,
+    StackRecord,
 };
 
 use crate::aws::{sdk_error, Aws};
@@ -80,19 +81,32 @@ fn describe_rollback(rb: &RollbackState) -> String {
         (RollbackPhase::Done, Some(Action::RolledBack)) => {
             format!("rolled_back: {}", rb.reason)
         }
-        (RollbackPhase::Done, _) => {
-            let mut text = String::from("rollback_failed");
-            if let Some(rc) = &rb.root_cause {
-                text.push_str(&format!(
-                    ": {} ({}) {}: {}",
-                    rc.logical_id, rc.resource_type, rc.status, rc.reason
-                ));
-            } else if !rb.reason.is_empty() {
-                text.push_str(&format!(": {}", rb.reason));
-            }
-            text
-        }
+        (RollbackPhase::Done, _) => format!(
+            "rollback_failed{}",
+            failure_detail(rb.root_cause.as_ref(), &rb.reason)
+        ),
     }
+}
+
+/// `: <root cause>` (the first failed resource), else `: <reason>`, else nothing.
+fn failure_detail(root_cause: Option<&RootCause>, reason: &str) -> String {
+    match root_cause {
+        Some(rc) => format!(
+            ": {} ({}) {}: {}",
+            rc.logical_id, rc.resource_type, rc.status, rc.reason
+        ),
+        None if !reason.is_empty() => format!(": {reason}"),
+        None => String::new(),
+    }
+}
+
+/// ` (<status>)` when the record has seen one.
+fn status_suffix(record: &StackRecord) -> String {
+    record
+        .status
+        .as_deref()
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default()
 }
 
 /// What a record says now, in a few words (its run-level rollback once one started).
@@ -104,36 +118,19 @@ pub fn describe(record: &StackRecord) -> String {
     match record.phase {
         Phase::DeletingLeftover => format!(
             "{op} → deleting ROLLBACK_COMPLETE leftover{}",
-            record
-                .status
-                .as_deref()
-                .map(|s| format!(" ({s})"))
-                .unwrap_or_default()
+            status_suffix(record)
         ),
         Phase::WaitingForOther => format!(
             "waiting for another operation to finish{}",
-            record
-                .status
-                .as_deref()
-                .map(|s| format!(" ({s})"))
-                .unwrap_or_default()
+            status_suffix(record)
         ),
         Phase::ContinuingRollback => format!(
             "{op} → continuing the failed rollback{}",
-            record
-                .status
-                .as_deref()
-                .map(|s| format!(" ({s})"))
-                .unwrap_or_default()
+            status_suffix(record)
         ),
-        Phase::CancellingTimeout => format!(
-            "{op} → timed out, cancelling{}",
-            record
-                .status
-                .as_deref()
-                .map(|s| format!(" ({s})"))
-                .unwrap_or_default()
-        ),
+        Phase::CancellingTimeout => {
+            format!("{op} → timed out, cancelling{}", status_suffix(record))
+        }
         Phase::ChangeSetPending => format!("{op} → change set pending"),
         // Until check sees the operation's own status, the record holds the status from
         // before it (e.g. the old stack's UPDATE_COMPLETE): show that as "executing".
@@ -150,14 +147,7 @@ pub fn describe(record: &StackRecord) -> String {
                 .unwrap_or_default();
             let mut text = format!("{}{duration}", record.action.as_str());
             if matches!(record.action, Action::Failed | Action::RollbackFailed) {
-                if let Some(rc) = &record.root_cause {
-                    text.push_str(&format!(
-                        ": {} ({}) {}: {}",
-                        rc.logical_id, rc.resource_type, rc.status, rc.reason
-                    ));
-                } else if !record.reason.is_empty() {
-                    text.push_str(&format!(": {}", record.reason));
-                }
+                text.push_str(&failure_detail(record.root_cause.as_ref(), &record.reason));
             }
             text
         }
