@@ -505,8 +505,22 @@ pub fn synthetic_dir(prefix: &str, manifest: &str) -> Result<TempDir> {
     Ok(dir)
 }
 
+/// The row of `stack` in a JSON summary (`null` when it has none).
+pub fn summary_row(summary: &Value, stack: &str) -> Value {
+    summary["stacks"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["name"] == stack))
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// `name → action` of a JSON summary.
 pub fn summary_actions(summary: &Value) -> std::collections::BTreeMap<String, String> {
+    summary_column(summary, "action")
+}
+
+/// `name → <field>` of a JSON summary's stack rows (`action`, `stage`, …).
+pub fn summary_column(summary: &Value, field: &str) -> std::collections::BTreeMap<String, String> {
     summary["stacks"]
         .as_array()
         .map(|a| {
@@ -514,7 +528,7 @@ pub fn summary_actions(summary: &Value) -> std::collections::BTreeMap<String, St
                 .map(|s| {
                     (
                         s["name"].as_str().unwrap_or("").to_string(),
-                        s["action"].as_str().unwrap_or("").to_string(),
+                        s[field].as_str().unwrap_or("").to_string(),
                     )
                 })
                 .collect()

@@ -1,12 +1,15 @@
 //! The Bellyfed example end to end: 14 stacks in 5 stages through the real state machine.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Result;
 use aws_smithy_types::DateTime;
 use serde_json::Value;
-use stackwave_e2e::{cli_deploy, copy_dir, local, repo_root, unique_env, CliRun, Local, TempDir};
+use stackwave_e2e::{
+    cli_deploy, copy_dir, local, repo_root, summary_actions, summary_column, unique_env, Local,
+    TempDir,
+};
 
 const STAGES: [&str; 5] = [
     "bootstrap",
@@ -15,38 +18,6 @@ const STAGES: [&str; 5] = [
     "application",
     "frontend",
 ];
-
-fn actions(run: &CliRun) -> BTreeMap<String, String> {
-    run.json["stacks"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|s| {
-                    (
-                        s["name"].as_str().unwrap_or("").to_string(),
-                        s["action"].as_str().unwrap_or("").to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn stage_of(run: &CliRun) -> HashMap<String, String> {
-    run.json["stacks"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|s| {
-                    (
-                        s["name"].as_str().unwrap_or("").to_string(),
-                        s["stage"].as_str().unwrap_or("").to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 fn secs(t: &DateTime) -> f64 {
     t.as_secs_f64()
@@ -95,7 +66,7 @@ async fn bellyfed_deploys_in_stage_order_then_is_unchanged_then_updates_exactly_
     );
     assert_eq!(first.json["status"], "SUCCEEDED");
     assert_eq!(first.json["environment"], environment.as_str());
-    let created = actions(&first);
+    let created = summary_actions(&first.json);
     assert_eq!(created.len(), 14, "{created:?}");
     assert!(created.values().all(|a| a == "created"), "{created:?}");
     for s in first.json["stacks"].as_array().into_iter().flatten() {
@@ -165,7 +136,7 @@ async fn bellyfed_deploys_in_stage_order_then_is_unchanged_then_updates_exactly_
     );
 
     // Stages in order: no stack of stage N+1 starts before every stack of stage N settled.
-    let stage = stage_of(&first);
+    let stage = summary_column(&first.json, "stage");
     let mut windows: HashMap<String, (f64, f64)> = HashMap::new();
     for name in stage.keys() {
         windows.insert(name.clone(), operation_window(&local, name).await?);
@@ -235,7 +206,7 @@ async fn bellyfed_deploys_in_stage_order_then_is_unchanged_then_updates_exactly_
         "second deploy failed: {:#}\n{}",
         second.json, second.stderr
     );
-    let unchanged = actions(&second);
+    let unchanged = summary_actions(&second.json);
     assert_eq!(unchanged.len(), 14);
     assert!(
         unchanged.values().all(|a| a == "unchanged"),
@@ -265,7 +236,7 @@ async fn bellyfed_deploys_in_stage_order_then_is_unchanged_then_updates_exactly_
         "third deploy failed: {:#}\n{}",
         third.json, third.stderr
     );
-    let after = actions(&third);
+    let after = summary_actions(&third.json);
     let updated: Vec<_> = after
         .iter()
         .filter(|(_, a)| *a == "updated")

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::json;
 use stackwave_e2e::{
-    cli_deploy, copy_dir, local, repo_root, summary_actions, synthetic_dir, unique_env, Local,
-    StackState, TempDir,
+    cli_deploy, copy_dir, local, repo_root, summary_actions, summary_row, synthetic_dir,
+    unique_env, Local, StackState, TempDir,
 };
 
 async fn states(local: &Local, stacks: &[String]) -> Result<BTreeMap<String, Option<StackState>>> {
@@ -325,11 +325,7 @@ async fn a_hang_past_the_timeout_is_cancelled_and_reported_as_stack_timeout() ->
         .await?;
     let run = cli_deploy(dir.path(), &env)?;
     assert_eq!(run.code, 1, "{:#}", run.json);
-    let stack = run.json["stacks"]
-        .as_array()
-        .and_then(|a| a.first())
-        .cloned()
-        .unwrap_or_default();
+    let stack = summary_row(&run.json, &name);
     assert_eq!(stack["action"], "failed", "{stack}");
     assert!(
         stack["reason"]
@@ -363,11 +359,7 @@ async fn a_create_hanging_past_the_timeout_is_deleted_by_the_rollback() -> Resul
         .await?;
     let run = cli_deploy(dir.path(), &env)?;
     assert_eq!(run.code, 1, "{:#}", run.json);
-    let stack = run.json["stacks"]
-        .as_array()
-        .and_then(|a| a.first())
-        .cloned()
-        .unwrap_or_default();
+    let stack = summary_row(&run.json, &name);
     // What failed stays `failed`; its reason says the timeout and then the delete.
     assert_eq!(stack["action"], "failed", "{stack}");
     let reason = stack["reason"].as_str().unwrap_or_default();
