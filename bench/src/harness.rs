@@ -200,24 +200,8 @@ impl Local {
 
     /// Every history event of an execution.
     pub async fn history(&self, arn: &str) -> anyhow::Result<Vec<Ev>> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .sfn
-                .get_execution_history()
-                .execution_arn(arn)
-                .max_results(1000)
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .context("GetExecutionHistory")?;
-            out.extend(page.events().iter().map(Ev::from_sdk));
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+        let events = stackwave_cli::aws::execution_history(&self.sfn, arn).await?;
+        Ok(events.iter().map(Ev::from_sdk).collect())
     }
 
     /// Each stack's operation window from its stack events: the stack's own CREATE_IN_PROGRESS

@@ -214,3 +214,27 @@ where
         .and_then(|e| e.code())
         .map(str::to_string)
 }
+
+/// Every history event of an execution, page after page (GetExecutionHistory, 1,000 a page).
+pub async fn execution_history(
+    sfn: &aws_sdk_sfn::Client,
+    arn: &str,
+) -> anyhow::Result<Vec<aws_sdk_sfn::types::HistoryEvent>> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = sfn
+            .get_execution_history()
+            .execution_arn(arn)
+            .max_results(1000)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .map_err(|e| sdk_error("states:GetExecutionHistory", e))?;
+        out.extend(page.events().iter().cloned());
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}

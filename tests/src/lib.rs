@@ -222,24 +222,7 @@ impl Local {
 
     /// Every history event of an execution.
     pub async fn history(&self, arn: &str) -> Result<Vec<aws_sdk_sfn::types::HistoryEvent>> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let page = self
-                .sfn
-                .get_execution_history()
-                .execution_arn(arn)
-                .max_results(1000)
-                .set_next_token(token.clone())
-                .send()
-                .await
-                .context("GetExecutionHistory")?;
-            out.extend(page.events().iter().cloned());
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+        stackwave_cli::aws::execution_history(&self.sfn, arn).await
     }
 
     /// Names of the stacks that exist (not deleted) whose name ends with `-<environment>`.
