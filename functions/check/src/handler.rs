@@ -43,8 +43,7 @@ const MAX_FAILED_NAMES: usize = 20;
 
 pub async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> {
     if input.mode == CheckMode::Rollback {
-        // Boxed: the nested SDK futures would otherwise overflow the compiler's layout depth.
-        return Box::pin(rollback::handle(ctx, input)).await;
+        return rollback::handle(ctx, input).await;
     }
     let run = &input.run;
     let store = RunStore::for_run(&ctx.clients.s3, run);

@@ -58,13 +58,8 @@ impl RunStore {
     }
 
     /// The object's bytes, or `None` when there is no such key.
-    pub fn get_bytes<'a>(
-        &'a self,
-        key: &'a str,
-    ) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, Error>> + 'a {
-        // Not an `async fn`: no extra future around the read (the handlers' futures are deep
-        // enough to reach the compiler's layout depth limit).
-        self.get_version_bytes(key, None)
+    pub async fn get_bytes(&self, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.get_version_bytes(key, None).await
     }
 
     /// One version of an object (the current one when `version` is `None`). `None` when the key
