@@ -233,6 +233,57 @@ pub fn validate(manifest: &Path, environment: &str) -> anyhow::Result<Validated>
     })
 }
 
+/// The plan function's secrets check (`stackwave_core::secret`), before anything is uploaded:
+/// SSM types with the caller's rights, templates from disk. When SSM cannot be asked, the check
+/// is left to the plan function, which always makes it.
+async fn secret_issues(
+    target: &Target,
+    dir: &Path,
+    plan: &mut Plan,
+    sink: Sink,
+) -> Vec<ValidationIssue> {
+    use stackwave_core::secret;
+    let names: Vec<String> = secret::ssm_names(&plan.stacks).into_iter().collect();
+    let mut secure = std::collections::BTreeSet::new();
+    for chunk in names.chunks(10) {
+        match target
+            .aws
+            .ssm
+            .get_parameters()
+            .set_names(Some(chunk.to_vec()))
+            .with_decryption(false)
+            .send()
+            .await
+        {
+            Ok(out) => secure.extend(
+                out.parameters()
+                    .iter()
+                    .filter(|p| {
+                        p.r#type() == Some(&aws_sdk_ssm::types::ParameterType::SecureString)
+                    })
+                    .filter_map(|p| p.name().map(str::to_string)),
+            ),
+            Err(e) => {
+                sink.line(&format!(
+                    "note: SSM parameter types not checked here ({}); the plan function checks them",
+                    sdk_error("ssm:GetParameters", e)
+                ));
+                return Vec::new();
+            }
+        }
+    }
+    let templates = secret::stacks_needing_templates(&plan.stacks, &secure)
+        .into_iter()
+        .map(|s| {
+            let path = dir.join(&s.template);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()));
+            (s.name.clone(), text)
+        })
+        .collect();
+    secret::check(&mut plan.stacks, &secure, &templates)
+}
+
 /// The plan as text: stages, waves, stacks and their dependencies.
 pub fn render_plan(plan: &Plan) -> String {
     let mut out = format!(
@@ -364,24 +415,25 @@ async fn upload(target: &Target, bucket: &str, dir: &Path, prefix: &str) -> anyh
 pub async fn run(opts: &DeployOptions) -> anyhow::Result<DeployOutcome> {
     let sink = opts.sink;
     let validated = validate(&opts.manifest, &opts.environment)?;
-    let plan = match validated.plan {
-        Ok(p) => p,
-        Err(issues) => {
-            sink.line(&render_issues(&validated.manifest_file, &issues));
-            return Ok(DeployOutcome {
-                outcome: Outcome::Invalid,
-                environment: opts.environment.clone(),
-                execution_arn: None,
-                execution_name: None,
-                manifest_uri: None,
-                execution_status: None,
-                summary: None,
-                error: None,
-                issues,
-                plan: None,
-                stacks: Vec::new(),
-            });
+    let invalid = |issues: Vec<ValidationIssue>| {
+        sink.line(&render_issues(&validated.manifest_file, &issues));
+        DeployOutcome {
+            outcome: Outcome::Invalid,
+            environment: opts.environment.clone(),
+            execution_arn: None,
+            execution_name: None,
+            manifest_uri: None,
+            execution_status: None,
+            summary: None,
+            error: None,
+            issues,
+            plan: None,
+            stacks: Vec::new(),
         }
+    };
+    let mut plan = match &validated.plan {
+        Ok(p) => p.clone(),
+        Err(issues) => return Ok(invalid(issues.clone())),
     };
     sink.line(&format!(
         "{}: {} stacks in {} stages, valid",
@@ -409,6 +461,10 @@ pub async fn run(opts: &DeployOptions) -> anyhow::Result<DeployOutcome> {
     let target = opts.target.resolve().await?;
     let bucket = target.bucket()?.to_string();
     let state_machine_arn = target.state_machine_arn()?.to_string();
+    let issues = secret_issues(&target, &validated.dir, &mut plan, sink).await;
+    if !issues.is_empty() {
+        return Ok(invalid(issues));
+    }
 
     let ts = timestamp(chrono::Utc::now());
     let prefix = format!("deployments/{}/{ts}/", opts.environment);

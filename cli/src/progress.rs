@@ -536,6 +536,7 @@ mod tests {
             change_set_name: "sw-x".into(),
             client_token: "t".into(),
             parameters: vec![],
+            secrets: vec![],
             started_at: "2026-11-27T10:00:00Z".into(),
             finished_at: (phase == Phase::Done).then(|| "2026-11-27T10:00:12.3Z".into()),
             status: status.map(str::to_string),
@@ -659,6 +660,7 @@ mod tests {
             tags: Default::default(),
             capabilities: vec![],
             timeout_minutes: 60,
+            secret_parameters: vec![],
         }
     }
 

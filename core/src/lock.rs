@@ -135,6 +135,7 @@ mod tests {
 
     fn stack(name: &str, timeout_minutes: u32) -> PlannedStack {
         PlannedStack {
+            secret_parameters: vec![],
             name: name.into(),
             stage: "s".into(),
             stage_index: 0,

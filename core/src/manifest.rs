@@ -294,7 +294,7 @@ pub fn parse(text: &str, environment: &str) -> Result<Manifest, Vec<ValidationIs
 /// Text to a generic value: YAML (which covers JSON); if YAML refuses a text that looks like
 /// JSON, JSON's own parser is tried before reporting.
 fn load(text: &str) -> Result<Value, ValidationIssue> {
-    let yaml_err = match serde_yaml::from_str::<Value>(text) {
+    let yaml_err = match serde_yaml::from_str::<Value>(&quote_changed_numbers(text)) {
         Ok(mut v) => {
             return match v.apply_merge() {
                 Ok(()) => Ok(v),
@@ -305,7 +305,7 @@ fn load(text: &str) -> Result<Value, ValidationIssue> {
     };
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') {
-        match serde_json::from_str::<serde_json::Value>(text) {
+        match serde_json::from_str::<serde_json::Value>(&quote_changed_json_numbers(text)) {
             Ok(json) => {
                 return serde_yaml::to_value(json).map_err(|e| syntax_issue(&e.to_string(), None))
             }
@@ -333,6 +333,122 @@ fn load(text: &str) -> Result<Value, ValidationIssue> {
         );
     }
     Err(issue)
+}
+
+/// Does this number, written as `text`, come back as written? YAML and JSON parsers read
+/// `13.10` as 13.1, `1_000` or `0x1F` as their value, and an integer too long for 64 bits as a
+/// float: a parameter would reach CloudFormation changed.
+/// An integer too long even for 128 bits is refused by the YAML parser outright: it too is
+/// kept as text.
+fn number_changes(text: &str) -> bool {
+    match serde_yaml::from_str::<Value>(text) {
+        Ok(Value::Number(n)) => n.to_string() != text,
+        Ok(_) => false,
+        Err(_) => text.parse::<f64>().is_ok(),
+    }
+}
+
+/// The manifest's text with every plain YAML scalar that would be read as a number, but would
+/// not come back exactly as written, put in single quotes: it stays the text the user wrote
+/// (`EngineVersion: 13.10` reaches CloudFormation as `13.10`). Numbers that do come back as
+/// written (`3`, `1.5`) stay numbers. A text the scanner refuses is returned as it is, for the
+/// YAML parser to report.
+fn quote_changed_numbers(text: &str) -> Cow<'_, str> {
+    use yaml_rust2::scanner::{Scanner, TScalarStyle, TokenType};
+    // Char ranges of the plain scalars to quote.
+    let mut spans = Vec::new();
+    let mut scanner = Scanner::new(text.chars());
+    for token in scanner.by_ref() {
+        let TokenType::Scalar(TScalarStyle::Plain, value) = &token.1 else {
+            continue;
+        };
+        if value.contains('\n') {
+            continue;
+        }
+        if number_changes(value) {
+            spans.push((token.0.index(), value.chars().count(), value.clone()));
+        }
+    }
+    if spans.is_empty() || scanner.get_error().is_some() {
+        return Cow::Borrowed(text);
+    }
+    let bytes: Vec<usize> = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain([text.len()])
+        .collect();
+    let mut out = String::with_capacity(text.len() + 2 * spans.len());
+    let mut at = 0;
+    for (start, len, value) in spans {
+        let (Some(&from), Some(&to)) = (bytes.get(start), bytes.get(start + len)) else {
+            return Cow::Borrowed(text);
+        };
+        // The scanner's position must hold the scalar exactly; anything else is left alone.
+        if from < at || text.get(from..to) != Some(value.as_str()) {
+            return Cow::Borrowed(text);
+        }
+        out.push_str(&text[at..from]);
+        out.push('\'');
+        out.push_str(&value);
+        out.push('\'');
+        at = to;
+    }
+    out.push_str(&text[at..]);
+    Cow::Owned(out)
+}
+
+/// The JSON form of [`quote_changed_numbers`]: a number token outside strings that would not
+/// come back as written becomes a JSON string of its text.
+fn quote_changed_json_numbers(text: &str) -> Cow<'_, str> {
+    let mut out = String::with_capacity(text.len());
+    let mut changed = false;
+    let mut chars = text.char_indices().peekable();
+    let mut in_string = false;
+    while let Some((i, c)) = chars.next() {
+        if in_string {
+            out.push(c);
+            match c {
+                '\\' => {
+                    if let Some((_, e)) = chars.next() {
+                        out.push(e);
+                    }
+                }
+                '"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        if c == '-' || c.is_ascii_digit() {
+            let mut end = i + c.len_utf8();
+            while let Some(&(j, d)) = chars.peek() {
+                if d.is_ascii_digit() || matches!(d, '.' | 'e' | 'E' | '+' | '-') {
+                    end = j + d.len_utf8();
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let token = &text[i..end];
+            if number_changes(token) {
+                out.push('"');
+                out.push_str(token);
+                out.push('"');
+                changed = true;
+            } else {
+                out.push_str(token);
+            }
+            continue;
+        }
+        if c == '"' {
+            in_string = true;
+        }
+        out.push(c);
+    }
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 fn syntax_issue(message: &str, at: Option<(usize, usize)>) -> ValidationIssue {
@@ -1224,6 +1340,54 @@ stages:
                 .map(String::as_str),
             Some("2")
         );
+    }
+
+    #[test]
+    fn numbers_reach_cloudformation_exactly_as_written() {
+        let yaml = "name: x\nstages:\n- name: a\n  stacks:\n  - name: S\n    template: t.yaml\n    timeoutMinutes: 30\n    parameters:\n      EngineVersion: 13.10\n      Long: 123456789012345678901234567890\n      Hex: 0x1F\n      Sep: 1_000\n      Exp: 1e3\n      Neg: -0.50\n      Count: 3\n      Ratio: 1.5\n      Quoted: \"13.10\"\n      Text: v13.10\n    tags: {Release: 2.10, Build: 007}\n";
+        // The JSON written by hand, with the numbers as the user typed them.
+        let json_text = "{\"name\": \"x\", \"stages\": [{\"name\": \"a\", \"stacks\": [{\"name\": \"S\",\n\t\"template\": \"t.yaml\", \"parameters\": {\"EngineVersion\": 13.10, \"Long\": 123456789012345678901234567890, \"Neg\": -0.50, \"Count\": 3, \"Ratio\": 1.5, \"Text\": \"a 13.10 \\\" 2.0\"}}]}]}";
+        let m = parse(yaml, "dev").expect("valid yaml");
+        let s = &m.stages[0].stacks[0];
+        let lit = |k: &str| match s.parameters.get(k) {
+            Some(ParamValue::Literal(v)) => v.clone(),
+            other => panic!("{k}: {other:?}"),
+        };
+        for (k, v) in [
+            ("EngineVersion", "13.10"),
+            ("Long", "123456789012345678901234567890"),
+            ("Hex", "0x1F"),
+            ("Sep", "1_000"),
+            ("Exp", "1e3"),
+            ("Neg", "-0.50"),
+            ("Count", "3"),
+            ("Ratio", "1.5"),
+            ("Quoted", "13.10"),
+            ("Text", "v13.10"),
+        ] {
+            assert_eq!(lit(k), v, "parameter {k}");
+        }
+        assert_eq!(s.tags.get("Release").map(String::as_str), Some("2.10"));
+        assert_eq!(s.tags.get("Build").map(String::as_str), Some("007"));
+        assert_eq!(s.timeout_minutes, Some(30));
+
+        // Tab-indented JSON goes through JSON's own parser: the same rule holds there.
+        let m = parse(json_text, "dev").expect("valid json");
+        let s = &m.stages[0].stacks[0];
+        for (k, v) in [
+            ("EngineVersion", "13.10"),
+            ("Long", "123456789012345678901234567890"),
+            ("Neg", "-0.50"),
+            ("Count", "3"),
+            ("Ratio", "1.5"),
+            ("Text", "a 13.10 \" 2.0"),
+        ] {
+            assert_eq!(
+                s.parameters.get(k),
+                Some(&ParamValue::Literal(v.into())),
+                "json parameter {k}"
+            );
+        }
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub struct PlannedStack {
     pub tags: BTreeMap<String, String>,
     pub capabilities: Vec<String>,
     pub timeout_minutes: u32,
+    /// The parameters whose `{ssm}` is a SecureString, each checked by the plan function to go
+    /// into a `NoEcho` template parameter (`crate::secret`). deploy-stack refuses any other.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_parameters: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -513,6 +517,7 @@ pub fn build(
                     .timeout_minutes
                     .or(d.timeout_minutes)
                     .unwrap_or(DEFAULT_TIMEOUT_MINUTES),
+                secret_parameters: vec![],
             });
         }
         stages.push(PlannedStage {

@@ -842,6 +842,7 @@ mod tests {
             change_set_name: change_set_name("exec-1", "App"),
             client_token: client_token("exec-1", "App", OP_EXECUTE),
             parameters: vec![],
+            secrets: vec![],
             started_at: timestamp(t(0)),
             finished_at: None,
             status: None,

@@ -103,8 +103,11 @@ pub struct StackRecord {
     /// ClientRequestToken for ExecuteChangeSet / DeleteStack: derived from execution + stack,
     /// so a retried invoke never starts a second operation.
     pub client_token: String,
-    /// Parameters resolved at deploy time (`{output}` and `{ssm}` replaced by values).
+    /// Parameters resolved at deploy time (`{output}` and `{ssm}` replaced by values), except
+    /// SecureStrings: those are in `secrets`, by SSM name and version, never by value.
     pub parameters: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<crate::secret::SecretRef>,
     pub started_at: String,
     #[serde(default)]
     pub finished_at: Option<String>,

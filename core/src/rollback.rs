@@ -413,6 +413,7 @@ mod tests {
             change_set_name: reconcile::change_set_name("exec-1", stack),
             client_token: reconcile::client_token("exec-1", stack, reconcile::OP_EXECUTE),
             parameters: vec![],
+            secrets: vec![],
             started_at: reconcile::timestamp(t(0)),
             finished_at: Some(reconcile::timestamp(t(30))),
             status: Some(status.into()),

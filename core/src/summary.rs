@@ -750,6 +750,7 @@ mod tests {
             change_set_name: "sw-1".into(),
             client_token: "sw-1".into(),
             parameters: vec![],
+            secrets: vec![],
             started_at: "2026-11-27T10:15:00Z".into(),
             finished_at: Some(format!(
                 "2026-11-27T10:{:02}:{:02}.500Z",

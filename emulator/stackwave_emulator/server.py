@@ -26,7 +26,7 @@ def apply_patches() -> None:
     global _applied
     if _applied:
         return
-    from . import change_sets, cloudformation_async, eventbridge, faults, ssm, stepfunctions, template_url
+    from . import change_sets, cloudformation_async, eventbridge, faults, no_echo, ssm, stepfunctions, template_url
 
     template_url.install()
     cloudformation_async.install()  # the lock around every CloudFormation call
@@ -35,6 +35,7 @@ def apply_patches() -> None:
     stepfunctions.install()
     eventbridge.install()
     ssm.install()
+    no_echo.install()
     _applied = True
 
 

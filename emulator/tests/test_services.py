@@ -142,3 +142,26 @@ def test_unnamed_executions_get_distinct_names(endpoint):
     second = sfn.start_execution(stateMachineArn=arn, input="{}")["executionArn"]
     assert first != second
     assert not first.endswith(":None")
+
+
+def test_describe_stacks_masks_no_echo_parameters(endpoint, name):
+    cf = client(endpoint, "cloudformation")
+    body = {
+        "Parameters": {"Secret": {"Type": "String", "NoEcho": True}, "Plain": {"Type": "String"}},
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic", "Properties": {"DisplayName": {"Ref": "Plain"}}}},
+    }
+    cf.create_stack(
+        StackName=name,
+        TemplateBody=json.dumps(body),
+        Parameters=[
+            {"ParameterKey": "Secret", "ParameterValue": "hunter2"},
+            # A value equal to a NoEcho key's name is not masked on its own account.
+            {"ParameterKey": "Plain", "ParameterValue": "Secret"},
+        ],
+    )
+    stack = wait_settled(cf, name)
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]} == {
+        "Secret": "****",
+        "Plain": "Secret",
+    }

@@ -383,15 +383,7 @@ async fn step(
         Step::CreateChangeSet => {
             let started = match planned_stack(run, plan, stack) {
                 Ok(planned) => {
-                    create_change_set(
-                        ctx,
-                        run,
-                        planned,
-                        &record.parameters,
-                        &record.change_set_name,
-                        ChangeSetType::Create,
-                    )
-                    .await
+                    create_change_set(ctx, run, planned, record, ChangeSetType::Create).await
                 }
                 Err(e) => Err(e),
             };

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use aws_sdk_cloudformation::types::{
     Capability, ChangeSetType, Parameter, Stack, Tag, TemplateStage,
 };
+use aws_sdk_ssm::types::ParameterType;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use chrono::Utc;
 use stackwave_aws::{aws_error, Ctx, RunStore};
@@ -17,6 +18,7 @@ use stackwave_core::manifest::ParamValue;
 use stackwave_core::plan::PlannedStack;
 use stackwave_core::reconcile::{self, Start};
 use stackwave_core::record::{Action, Operation, Phase, Snapshot, StackRecord};
+use stackwave_core::secret::SecretRef;
 use stackwave_core::Error;
 
 /// The input shape, shown in `InvalidInput` errors.
@@ -100,6 +102,7 @@ fn new_record(run: &RunContext, planned: &PlannedStack) -> StackRecord {
             reconcile::OP_EXECUTE,
         ),
         parameters: vec![],
+        secrets: vec![],
         started_at: reconcile::timestamp(Utc::now()),
         finished_at: None,
         status: None,
@@ -121,7 +124,7 @@ async fn start(
     record: &mut StackRecord,
 ) -> Result<(), Error> {
     let stack = planned.name.as_str();
-    record.parameters = resolve_parameters(ctx, planned).await?;
+    (record.parameters, record.secrets) = resolve_parameters(ctx, planned).await?;
     let current = describe_stack(&ctx.clients.cfn, stack).await?;
     let status = current
         .as_ref()
@@ -175,16 +178,7 @@ async fn start(
         }
     };
 
-    match create_change_set(
-        ctx,
-        run,
-        planned,
-        &record.parameters,
-        &record.change_set_name,
-        change_set_type,
-    )
-    .await?
-    {
+    match create_change_set(ctx, run, planned, record, change_set_type).await? {
         ChangeSetStarted::Started => record.phase = Phase::ChangeSetPending,
         ChangeSetStarted::NoChanges => {
             record.phase = Phase::Done;
@@ -279,16 +273,7 @@ pub async fn start_update(
         record.snapshot = Some(snapshot(ctx, run, store, &current).await?);
     }
     record.operation = Operation::Update;
-    match create_change_set(
-        ctx,
-        run,
-        planned,
-        &record.parameters,
-        &record.change_set_name,
-        ChangeSetType::Update,
-    )
-    .await?
-    {
+    match create_change_set(ctx, run, planned, record, ChangeSetType::Update).await? {
         ChangeSetStarted::Started => record.phase = Phase::ChangeSetPending,
         ChangeSetStarted::NoChanges => {
             record.phase = Phase::Done;
@@ -300,14 +285,17 @@ pub async fn start_update(
     Ok(())
 }
 
-/// Step 2: replace `{output}` and `{ssm}` by their values.
+/// Step 2: replace `{output}` and `{ssm}` by their values. A SecureString is not resolved to
+/// its value: it comes back as a [`SecretRef`] (name and version), and only
+/// [`create_change_set`] reads the value, for CloudFormation alone.
 async fn resolve_parameters(
     ctx: &Ctx,
     planned: &PlannedStack,
-) -> Result<Vec<(String, String)>, Error> {
+) -> Result<(Vec<(String, String)>, Vec<SecretRef>), Error> {
     let stack = planned.name.as_str();
     let mut outputs_of: BTreeMap<String, Option<Vec<(String, String)>>> = BTreeMap::new();
     let mut resolved = Vec::with_capacity(planned.parameters.len());
+    let mut secrets = Vec::new();
     for (name, value) in &planned.parameters {
         let not_found = |cause: String, fix: String| Error::ParameterNotFound {
             stack: stack.to_string(),
@@ -351,8 +339,30 @@ async fn resolve_parameters(
                 }
             }
             ParamValue::Ssm { ssm } => {
-                match ctx.clients.ssm.get_parameter().name(ssm).with_decryption(true).send().await {
-                    Ok(out) => out.parameter().and_then(|p| p.value()).unwrap_or_default().to_string(),
+                // Without decryption: a SecureString's value is not read here.
+                match ctx.clients.ssm.get_parameter().name(ssm).with_decryption(false).send().await {
+                    Ok(out) => {
+                        let p = out.parameter();
+                        if p.and_then(|p| p.r#type()) == Some(&ParameterType::SecureString) {
+                            if !planned.secret_parameters.contains(name) {
+                                return Err(Error::StackFailed {
+                                    stack: stack.to_string(),
+                                    cause: format!(
+                                        "parameter {name}: SSM parameter {ssm} was not a SecureString (or did not exist) when this run \
+                                         was planned, so nothing checked that {name} is a NoEcho template parameter; nothing was passed to \
+                                         CloudFormation. Fix: run the deployment again (the plan checks it)"
+                                    ),
+                                });
+                            }
+                            secrets.push(SecretRef {
+                                parameter: name.clone(),
+                                ssm: ssm.clone(),
+                                version: p.map(|p| p.version()).unwrap_or_default(),
+                            });
+                            continue;
+                        }
+                        p.and_then(|p| p.value()).unwrap_or_default().to_string()
+                    }
                     Err(e) if e.as_service_error().is_some_and(|se| se.is_parameter_not_found()) => {
                         return Err(not_found(
                             format!("SSM parameter {ssm} does not exist"),
@@ -365,7 +375,41 @@ async fn resolve_parameters(
         };
         resolved.push((name.clone(), v));
     }
-    Ok(resolved)
+    Ok((resolved, secrets))
+}
+
+/// The values of a record's secrets, read with decryption at the version the record names, for
+/// one CloudFormation call: never stored, never logged.
+pub async fn secret_values(
+    ctx: &Ctx,
+    stack: &str,
+    secrets: &[SecretRef],
+) -> Result<Vec<(String, String)>, Error> {
+    let mut values = Vec::with_capacity(secrets.len());
+    for secret in secrets {
+        let selector = secret.selector();
+        match ctx.clients.ssm.get_parameter().name(&selector).with_decryption(true).send().await {
+            Ok(out) => values.push((
+                secret.parameter.clone(),
+                out.parameter().and_then(|p| p.value()).unwrap_or_default().to_string(),
+            )),
+            Err(e) if e.as_service_error().is_some_and(|se| {
+                se.is_parameter_not_found() || se.is_parameter_version_not_found()
+            }) => {
+                return Err(Error::ParameterNotFound {
+                    stack: stack.to_string(),
+                    parameter: secret.parameter.clone(),
+                    cause: format!("SSM parameter {selector} (name:version) no longer exists"),
+                    fix: format!(
+                        "restore version {} of {} (or run the deployment again to use its current version)",
+                        secret.version, secret.ssm
+                    ),
+                })
+            }
+            Err(e) => return Err(aws_error("ssm:GetParameter", e)),
+        }
+    }
+    Ok(values)
 }
 
 /// Does this DescribeStacks error mean "no such stack"?
@@ -506,17 +550,18 @@ pub enum ChangeSetStarted {
     NoChanges,
 }
 
-/// CreateChangeSet for the planned stack with resolved parameters. The change set's name is its
-/// ClientToken, so a retry makes no second change set.
+/// CreateChangeSet for the planned stack with the record's resolved parameters and its secrets'
+/// values. The change set's name is its ClientToken, so a retry makes no second change set.
 pub async fn create_change_set(
     ctx: &Ctx,
     run: &RunContext,
     planned: &PlannedStack,
-    parameters: &[(String, String)],
-    change_set_name: &str,
+    record: &StackRecord,
     change_set_type: ChangeSetType,
 ) -> Result<ChangeSetStarted, Error> {
     let stack = planned.name.as_str();
+    let change_set_name = record.change_set_name.as_str();
+    let secrets = secret_values(ctx, stack, &record.secrets).await?;
     let region = ctx
         .clients
         .cfn
@@ -529,8 +574,10 @@ pub async fn create_change_set(
         &run.bucket,
         &planned.template,
     );
-    let params = parameters
+    let params = record
+        .parameters
         .iter()
+        .chain(&secrets)
         .map(|(k, v)| {
             Parameter::builder()
                 .parameter_key(k)

@@ -71,6 +71,7 @@ fn planned(name: &str, stage: &str, stage_index: u32) -> PlannedStack {
         tags: BTreeMap::new(),
         capabilities: vec![],
         timeout_minutes: 60,
+        secret_parameters: vec![],
     }
 }
 
@@ -108,6 +109,7 @@ fn record(name: &str, stage: &str, action: Action) -> StackRecord {
         change_set_name: format!("sw-{name}"),
         client_token: format!("sw-{name}"),
         parameters: vec![],
+        secrets: vec![],
         started_at: "2026-11-27T10:15:00.000Z".into(),
         finished_at: Some("2026-11-27T10:15:30.000Z".into()),
         status: Some(

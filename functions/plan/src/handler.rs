@@ -14,6 +14,7 @@ use stackwave_core::io::{
 };
 use stackwave_core::lock::Lease;
 use stackwave_core::manifest::ValidationIssue;
+use stackwave_core::secret;
 use stackwave_core::trigger::{self, Trigger, TriggerEvent};
 use stackwave_core::Error;
 use tracing::{info, warn};
@@ -100,6 +101,7 @@ pub async fn handle(ctx: &Ctx, input: PlanInput) -> Result<PlanOutput, Error> {
             ))
         })?;
     }
+    check_secrets(ctx, &source, &mut plan).await?;
     let stack_count = u32::try_from(plan.stacks.len())
         .map_err(|_| Error::Internal(format!("{} stacks do not fit a u32", plan.stacks.len())))?;
 
@@ -459,6 +461,50 @@ async fn read_manifest(
             fix: "save the manifest as UTF-8 YAML or JSON".to_string(),
         }],
     })
+}
+
+/// SecureStrings go only into `NoEcho` template parameters (`stackwave_core::secret`): the type
+/// of every `{ssm}` parameter the plan reads (GetParameters without decryption, 10 names a
+/// call: no secret's value is read), then the template of each stack that gets a SecureString.
+/// Every refusal is listed at once, before any change. A parameter that does not exist yet is
+/// left to deploy-stack, which reports it when the stack starts (an earlier stage may create it).
+async fn check_secrets(
+    ctx: &Ctx,
+    source: &RunStore,
+    plan: &mut stackwave_core::plan::Plan,
+) -> Result<(), Error> {
+    let names: Vec<String> = secret::ssm_names(&plan.stacks).into_iter().collect();
+    let mut secure = BTreeSet::new();
+    for chunk in names.chunks(10) {
+        let out = ctx
+            .clients
+            .ssm
+            .get_parameters()
+            .set_names(Some(chunk.to_vec()))
+            .with_decryption(false)
+            .send()
+            .await
+            .map_err(|e| aws_error("ssm:GetParameters", e))?;
+        secure.extend(
+            out.parameters()
+                .iter()
+                .filter(|p| p.r#type() == Some(&ParameterType::SecureString))
+                .filter_map(|p| p.name().map(str::to_string)),
+        );
+    }
+    let mut templates = std::collections::BTreeMap::new();
+    for stack in secret::stacks_needing_templates(&plan.stacks, &secure) {
+        let body = source.get_bytes(&stack.template).await?.unwrap_or_default();
+        let text =
+            String::from_utf8(body).map_err(|_| "the template is not UTF-8 text".to_string());
+        templates.insert(stack.name.clone(), text);
+    }
+    let issues = secret::check(&mut plan.stacks, &secure, &templates);
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidManifest { issues })
+    }
 }
 
 /// The S3 keys of templates that exist, for `template_exists`: one listing of the manifest's

@@ -172,6 +172,7 @@ pub fn planned(name: &str, file: &str, parameters: Vec<(&str, ParamValue)>) -> P
         ]),
         capabilities: vec!["CAPABILITY_NAMED_IAM".into()],
         timeout_minutes: 30,
+        secret_parameters: vec![],
     }
 }
 
@@ -200,6 +201,7 @@ pub fn record(stack: &str, operation: Operation, phase: Phase, minutes_ago: i64)
         change_set_name: reconcile::change_set_name(EXECUTION, stack),
         client_token: reconcile::client_token(EXECUTION, stack, reconcile::OP_EXECUTE),
         parameters: vec![("Env".into(), "dev".into())],
+        secrets: vec![],
         started_at: reconcile::timestamp(
             chrono::Utc::now() - chrono::Duration::minutes(minutes_ago),
         ),

@@ -1,0 +1,218 @@
+//! Secrets: an `{ssm: ...}` parameter that is a SecureString.
+//!
+//! stackwave never stores a secret's value: records keep where it is read from (the SSM name and
+//! version, [`SecretRef`]), and deploy-stack reads the value again each time it passes it to
+//! CloudFormation. A secret goes only into a template parameter declared `NoEcho: true`, so that
+//! DescribeStacks masks it; anything else is refused before any change ([`not_no_echo`]).
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+
+use crate::manifest::{ParamValue, ValidationIssue};
+use crate::plan::PlannedStack;
+
+/// SSM's type name for an encrypted parameter.
+pub const SECURE_STRING: &str = "SecureString";
+
+/// Where a stack parameter's secret is read: never the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// The template parameter.
+    pub parameter: String,
+    /// The SSM parameter's name.
+    pub ssm: String,
+    /// The SSM parameter's version read at deploy time: a retry or a restore passes the same
+    /// value even if the parameter changes meanwhile.
+    pub version: i64,
+}
+
+impl SecretRef {
+    /// The `name:version` selector for GetParameter.
+    pub fn selector(&self) -> String {
+        format!("{}:{}", self.ssm, self.version)
+    }
+}
+
+/// Every SSM parameter name the plan reads, sorted, once each.
+pub fn ssm_names(stacks: &[PlannedStack]) -> BTreeSet<String> {
+    stacks
+        .iter()
+        .flat_map(|s| s.parameters.values())
+        .filter_map(|v| match v {
+            ParamValue::Ssm { ssm } => Some(ssm.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A stack's `(parameter, ssm name)` pairs whose SSM parameter is a SecureString.
+pub fn secure_parameters(
+    stack: &PlannedStack,
+    is_secure: &dyn Fn(&str) -> bool,
+) -> Vec<(String, String)> {
+    stack
+        .parameters
+        .iter()
+        .filter_map(|(name, v)| match v {
+            ParamValue::Ssm { ssm } if is_secure(ssm) => Some((name.clone(), ssm.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The parameters a CloudFormation template (YAML or JSON) declares with `NoEcho: true` (or
+/// `"true"`, any case). A template that does not parse is an error text.
+pub fn no_echo_parameters(template: &str) -> Result<BTreeSet<String>, String> {
+    let value: Value =
+        serde_yaml::from_str(template).map_err(|e| format!("the template does not parse: {e}"))?;
+    let Some(Value::Mapping(parameters)) = value.get("Parameters") else {
+        return Ok(BTreeSet::new());
+    };
+    Ok(parameters
+        .iter()
+        .filter_map(|(k, v)| {
+            let name = k.as_str()?;
+            let on = match v.get("NoEcho")? {
+                Value::Bool(b) => *b,
+                Value::String(s) => s.eq_ignore_ascii_case("true"),
+                _ => false,
+            };
+            on.then(|| name.to_string())
+        })
+        .collect())
+}
+
+/// The stacks that get a SecureString: their templates must be read for [`check`].
+pub fn stacks_needing_templates<'a>(
+    stacks: &'a [PlannedStack],
+    secure: &BTreeSet<String>,
+) -> Vec<&'a PlannedStack> {
+    stacks
+        .iter()
+        .filter(|s| !secure_parameters(s, &|n| secure.contains(n)).is_empty())
+        .collect()
+}
+
+/// The plan's check, shared by the plan function and the CLI: `secure` holds the SSM names that
+/// are SecureStrings, `templates` each [`stacks_needing_templates`] stack's template text (or
+/// why it could not be read), by stack name. Marks each stack's checked `secret_parameters`
+/// and returns every refusal.
+pub fn check(
+    stacks: &mut [PlannedStack],
+    secure: &BTreeSet<String>,
+    templates: &std::collections::BTreeMap<String, Result<String, String>>,
+) -> Vec<ValidationIssue> {
+    let mut issues = Vec::new();
+    for stack in stacks {
+        let pairs = secure_parameters(stack, &|n| secure.contains(n));
+        if pairs.is_empty() {
+            continue;
+        }
+        let text = templates
+            .get(&stack.name)
+            .cloned()
+            .unwrap_or_else(|| Err("the template was not read".into()));
+        match text.and_then(|t| no_echo_parameters(&t)) {
+            Ok(no_echo) => issues.extend(not_no_echo(&stack.name, &pairs, &no_echo)),
+            Err(why) => issues.push(ValidationIssue::new(
+                Some(&stack.name),
+                "template",
+                format!(
+                    "{}: {why}; it must be read to check that the SecureString parameter(s) {} \
+                     are NoEcho",
+                    stack.template,
+                    pairs
+                        .iter()
+                        .map(|(p, _)| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                "correct the template (YAML or JSON)",
+            )),
+        }
+        stack.secret_parameters = pairs.into_iter().map(|(p, _)| p).collect();
+    }
+    issues
+}
+
+/// The refusals for one stack: each SecureString in `secure` going into a parameter that is not
+/// in `no_echo`. The message names the stack, the parameter and the fix.
+pub fn not_no_echo(
+    stack: &str,
+    secure: &[(String, String)],
+    no_echo: &BTreeSet<String>,
+) -> Vec<ValidationIssue> {
+    secure
+        .iter()
+        .filter(|(parameter, _)| !no_echo.contains(parameter))
+        .map(|(parameter, ssm)| {
+            ValidationIssue::new(
+                Some(stack),
+                format!("parameters.{parameter}.ssm"),
+                format!(
+                    "SSM parameter {ssm} is a SecureString, but the template does not declare \
+                     {parameter} with `NoEcho: true`: CloudFormation would show the secret to \
+                     anyone who can call DescribeStacks"
+                ),
+                format!(
+                    "declare `NoEcho: true` on {parameter} in the template, or drop the \
+                     parameter and read the secret in the template with \
+                     `{{{{resolve:ssm-secure:{ssm}}}}}`"
+                ),
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_echo_is_read_from_yaml_and_json_templates() {
+        let yaml = "Parameters:\n  Password:\n    Type: String\n    NoEcho: true\n  Quoted:\n    Type: String\n    NoEcho: 'True'\n  Plain:\n    Type: String\nResources:\n  B:\n    Type: AWS::S3::Bucket\n    Properties:\n      BucketName: !Ref Plain\n";
+        let got = no_echo_parameters(yaml).expect("parses");
+        assert_eq!(
+            got,
+            BTreeSet::from(["Password".to_string(), "Quoted".to_string()])
+        );
+        let json = r#"{"Parameters": {"Key": {"Type": "String", "NoEcho": "true"}, "Off": {"Type": "String", "NoEcho": false}}}"#;
+        assert_eq!(
+            no_echo_parameters(json).expect("parses"),
+            BTreeSet::from(["Key".to_string()])
+        );
+        assert!(no_echo_parameters("Resources: {}\n")
+            .expect("parses")
+            .is_empty());
+        assert!(no_echo_parameters("Parameters: [\n").is_err());
+    }
+
+    #[test]
+    fn a_secret_into_a_visible_parameter_names_stack_parameter_and_fix() {
+        let secure = vec![
+            ("DbPassword".to_string(), "/app/db/password".to_string()),
+            ("ApiKey".to_string(), "/app/api-key".to_string()),
+        ];
+        let issues = not_no_echo("Api-dev", &secure, &BTreeSet::from(["ApiKey".to_string()]));
+        assert_eq!(issues.len(), 1);
+        let i = &issues[0];
+        assert_eq!(i.stack.as_deref(), Some("Api-dev"));
+        assert_eq!(i.field, "parameters.DbPassword.ssm");
+        assert!(i.message.contains("/app/db/password is a SecureString"));
+        assert!(i.fix.contains("`NoEcho: true` on DbPassword"));
+        assert!(i.fix.contains("{{resolve:ssm-secure:/app/db/password}}"));
+    }
+
+    #[test]
+    fn selector_pins_the_version() {
+        let r = SecretRef {
+            parameter: "P".into(),
+            ssm: "/a/b".into(),
+            version: 3,
+        };
+        assert_eq!(r.selector(), "/a/b:3");
+    }
+}
