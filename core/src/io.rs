@@ -109,6 +109,13 @@ impl RunContext {
     pub fn summary_key(&self) -> String {
         format!("{}summary.json", self.run_prefix)
     }
+    /// Where the environment keeps, across runs, the SSM sources of the secrets a stack was last
+    /// deployed with (`Vec<crate::secret::SecretRef>`): finalize writes it for every stack a run
+    /// leaves created or updated, deploy-stack reads it into the snapshot, so the run-level
+    /// rollback can restore a NoEcho parameter to its pre-run value.
+    pub fn secret_sources_key(&self, stack: &str) -> String {
+        format!("state/{}/secrets/{stack}.json", self.environment)
+    }
 }
 
 /// A wave: stacks of one stage whose dependencies are all settled once the waves before it are.

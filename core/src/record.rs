@@ -86,8 +86,13 @@ pub struct RootCause {
 pub struct Snapshot {
     /// S3 key of the template body as it was.
     pub template_key: String,
+    /// As DescribeStacks shows them: a NoEcho parameter's value is [`crate::secret::MASKED`].
     pub parameters: Vec<(String, String)>,
     pub tags: Vec<(String, String)>,
+    /// The SSM source (name and version) of each masked parameter whose pre-run value came from
+    /// a SecureString of an earlier run: the restore reads it again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<crate::secret::SecretRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

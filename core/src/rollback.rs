@@ -201,6 +201,26 @@ pub fn never_started_reason(operation: RollbackOperation) -> String {
 }
 
 /// What a successful rollback did, for the summary.
+/// What a restore that completed did, for this record: [`RESTORED_REASON`], or, when NoEcho
+/// parameters kept this run's value because their pre-run value is unknown, which ones and why.
+pub fn restored_reason(record: &StackRecord) -> String {
+    let unknown = record
+        .snapshot
+        .as_ref()
+        .map(crate::secret::unknown_masked)
+        .unwrap_or_default();
+    if unknown.is_empty() {
+        RESTORED_REASON.to_string()
+    } else {
+        format!(
+            "{RESTORED_REASON}, except NoEcho parameter(s) {}: their pre-run value is not known to \
+             stackwave (it was not set from an SSM SecureString by an earlier run), so they keep \
+             this run's value. Fix: set them by hand if this run's value is wrong",
+            unknown.join(", ")
+        )
+    }
+}
+
 pub fn success_reason(operation: RollbackOperation) -> &'static str {
     match operation {
         RollbackOperation::Delete => DELETED_REASON,
@@ -276,7 +296,7 @@ pub fn advance(record: &StackRecord, view: &StackView, now: DateTime<Utc>) -> Ad
         },
         (RollbackOperation::Restore, StackView::Present(s)) => match classify(&s.status) {
             StatusClass::Succeeded => {
-                settle(state, Action::RolledBack, RESTORED_REASON.to_string(), now)
+                settle(state, Action::RolledBack, restored_reason(record), now)
             }
             StatusClass::RolledBack
             | StatusClass::UpdateRollbackFailed
@@ -767,6 +787,31 @@ mod tests {
                 Some(Action::RolledBack),
                 RESTORED_REASON.to_string()
             )
+        );
+
+        // A NoEcho parameter without a known pre-run source kept this run's value: said so.
+        let mut masked = r.clone();
+        masked.snapshot = Some(crate::record::Snapshot {
+            template_key: "k".into(),
+            parameters: vec![
+                ("DbPassword".into(), crate::secret::MASKED.into()),
+                ("ApiKey".into(), crate::secret::MASKED.into()),
+            ],
+            tags: vec![],
+            secrets: vec![crate::secret::SecretRef {
+                parameter: "ApiKey".into(),
+                ssm: "/k".into(),
+                version: 1,
+            }],
+        });
+        let a = advance(&masked, &present("UPDATE_COMPLETE", None), t(4));
+        let (_, out, reason) = outcome(&a);
+        assert_eq!(out, Some(Action::RolledBack));
+        assert!(
+            reason.starts_with(RESTORED_REASON)
+                && reason.contains("except NoEcho parameter(s) DbPassword:")
+                && !reason.contains("ApiKey"),
+            "{reason}"
         );
 
         let a = advance(&r, &present("UPDATE_ROLLBACK_COMPLETE", None), t(4));

@@ -13,8 +13,32 @@ use serde_yaml::Value;
 use crate::manifest::{ParamValue, ValidationIssue};
 use crate::plan::PlannedStack;
 
-/// SSM's type name for an encrypted parameter.
-pub const SECURE_STRING: &str = "SecureString";
+/// What DescribeStacks shows for a NoEcho parameter's value.
+pub const MASKED: &str = "****";
+
+/// The snapshot's masked parameters whose pre-run value the restore cannot know (no SSM source
+/// from an earlier run): the restore keeps this run's value for them (UsePreviousValue).
+pub fn unknown_masked(snapshot: &crate::record::Snapshot) -> Vec<&str> {
+    snapshot
+        .parameters
+        .iter()
+        .filter(|(k, v)| v == MASKED && !snapshot.secrets.iter().any(|s| &s.parameter == k))
+        .map(|(k, _)| k.as_str())
+        .collect()
+}
+
+/// The sources of `previous` (the stack's last deployed secrets) that the snapshot needs: those
+/// of its masked parameters.
+pub fn masked_sources(parameters: &[(String, String)], previous: Vec<SecretRef>) -> Vec<SecretRef> {
+    previous
+        .into_iter()
+        .filter(|s| {
+            parameters
+                .iter()
+                .any(|(k, v)| k == &s.parameter && v == MASKED)
+        })
+        .collect()
+}
 
 /// Where a stack parameter's secret is read: never the value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,6 +228,30 @@ mod tests {
         assert!(i.message.contains("/app/db/password is a SecureString"));
         assert!(i.fix.contains("`NoEcho: true` on DbPassword"));
         assert!(i.fix.contains("{{resolve:ssm-secure:/app/db/password}}"));
+    }
+
+    #[test]
+    fn masked_parameters_are_restored_from_their_sources_or_named_as_unknown() {
+        let r = |p: &str| SecretRef {
+            parameter: p.into(),
+            ssm: format!("/s/{p}"),
+            version: 2,
+        };
+        let parameters = vec![
+            ("Known".to_string(), MASKED.to_string()),
+            ("Unknown".to_string(), MASKED.to_string()),
+            ("Plain".to_string(), "v".to_string()),
+        ];
+        // A source for a parameter that is no longer masked (or gone) is dropped.
+        let sources = masked_sources(&parameters, vec![r("Known"), r("Plain"), r("Gone")]);
+        assert_eq!(sources, vec![r("Known")]);
+        let snapshot = crate::record::Snapshot {
+            template_key: "k".into(),
+            parameters,
+            tags: vec![],
+            secrets: sources,
+        };
+        assert_eq!(unknown_masked(&snapshot), vec!["Unknown"]);
     }
 
     #[test]

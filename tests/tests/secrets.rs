@@ -8,7 +8,9 @@ use anyhow::{Context, Result};
 use aws_sdk_ssm::types::ParameterType;
 use serde_json::json;
 use stackwave_cli::local::{LocalConfig, LocalOptions, Process};
-use stackwave_e2e::{cli_deploy, endpoint, local, stackwave_bin, unique_env, Local, TempDir};
+use stackwave_e2e::{
+    cli_deploy, endpoint, local, stackwave_bin, summary_row, unique_env, Local, TempDir,
+};
 
 /// A template whose `Password` is NoEcho (and copied into an SSM parameter of the stack, so the
 /// test can see that CloudFormation got the value).
@@ -187,35 +189,22 @@ async fn objects_containing(local: &Local, needle: &str) -> Result<Vec<String>> 
     }
 }
 
-/// Assert that `secret` is nowhere stackwave writes: S3, the execution's history, the CLI's
-/// output, the alerts and the handlers' logs.
+/// Assert that none of `secrets` is anywhere stackwave writes: S3 (every object version), the
+/// execution's history, the CLI's output, the run's alert and the handlers' logs.
 async fn assert_never_stored(
     local: &Local,
-    secret: &str,
+    secrets: &[&str],
     execution_arn: &str,
     cli_output: &str,
 ) -> Result<()> {
-    let objects = objects_containing(local, secret).await?;
-    assert!(
-        objects.is_empty(),
-        "the secret is stored in S3: {objects:?}"
-    );
     let history = format!("{:?}", local.history(execution_arn).await?);
-    assert!(
-        !history.contains(secret),
-        "the secret is in the execution history"
-    );
-    assert!(!cli_output.contains(secret), "the CLI printed the secret");
     let arn = execution_arn.to_string();
     let alert = local
         .wait_alert(Duration::from_secs(60), move |m| {
             m.to_string().contains(&arn) && m.to_string().contains("finished")
         })
-        .await?;
-    assert!(
-        !alert.to_string().contains(secret),
-        "the alert holds the secret"
-    );
+        .await?
+        .to_string();
     let log = LocalConfig::resolve(&LocalOptions {
         endpoint: Some(endpoint()),
         ..Default::default()
@@ -223,12 +212,23 @@ async fn assert_never_stored(
     .log_file(Process::Gateway);
     let logs = std::fs::read_to_string(&log).with_context(|| format!("read {}", log.display()))?;
     assert!(!logs.is_empty(), "no handler logs at {}", log.display());
-    assert!(!logs.contains(secret), "the handlers logged the secret");
+    for secret in secrets {
+        let objects = objects_containing(local, secret).await?;
+        assert!(objects.is_empty(), "a secret is stored in S3: {objects:?}");
+        assert!(
+            !history.contains(secret),
+            "a secret is in the execution history"
+        );
+        assert!(!cli_output.contains(secret), "the CLI printed a secret");
+        assert!(!alert.contains(secret), "the alert holds a secret");
+        assert!(!logs.contains(secret), "the handlers logged a secret");
+    }
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_secure_string_reaches_cloudformation_masked_and_is_never_stored() -> Result<()> {
+async fn a_secure_string_reaches_cloudformation_masked_is_never_stored_and_is_restored_on_rollback(
+) -> Result<()> {
     let local = local().await?;
     let env = unique_env("sv");
     let ssm = format!("/e2e/{env}/db-password");
@@ -236,7 +236,7 @@ async fn a_secure_string_reaches_cloudformation_masked_and_is_never_stored() -> 
     assert_eq!(put_secret(&local, &ssm, &first).await?, 1);
     let manifest = |release: &str| {
         format!(
-            "name: secrets\nstages:\n  - name: only\n    stacks:\n      - name: Vault-${{environment}}\n        template: templates/no-echo.yaml\n        parameters:\n          Password: {{ssm: \"{ssm}\"}}\n          Release: \"{release}\"\n"
+            "name: secrets\nstages:\n  - name: only\n    stacks:\n      - name: Vault-${{environment}}\n        template: templates/no-echo.yaml\n        parameters:\n          Password: {{ssm: \"{ssm}\"}}\n          Release: \"{release}\"\n      - name: Breaker-${{environment}}\n        template: templates/no-echo.yaml\n        parameters:\n          Password: not-a-secret\n          Release: \"{release}\"\n"
         )
     };
     let dir = secrets_dir("secret-stored", &manifest("1"))?;
@@ -288,7 +288,7 @@ async fn a_secure_string_reaches_cloudformation_masked_and_is_never_stored() -> 
     );
     assert_never_stored(
         &local,
-        &first,
+        &[&first],
         &arn,
         &format!("{:#}{}", run.json, run.stderr),
     )
@@ -309,10 +309,39 @@ async fn a_secure_string_reaches_cloudformation_masked_and_is_never_stored() -> 
     let arn = run.json["executionArn"].as_str().context("executionArn")?;
     assert_never_stored(
         &local,
-        &second,
+        &[&second],
         arn,
         &format!("{:#}{}", run.json, run.stderr),
     )
     .await?;
+
+    // A third version, and a run that fails: the run-level rollback restores the NoEcho
+    // parameter to its pre-run value (the second version's), read again from SSM.
+    let third = format!("third-{env}-Pk5#secret");
+    assert_eq!(put_secret(&local, &ssm, &third).await?, 3);
+    std::fs::write(dir.path().join("manifest.yaml"), manifest("3"))?;
+    let breaker = format!("Breaker-{env}");
+    local
+        .fault(json!({"kind": "fail", "stack": breaker, "on": "update", "reason": "injected update failure"}))
+        .await?;
+    let run = cli_deploy(dir.path(), &env)?;
+    assert_eq!(run.code, 1, "{:#}", run.json);
+    let vault = summary_row(&run.json, &stack);
+    assert_eq!(vault["action"], "rolled_back", "{:#}", run.json);
+    // All of it restored: no NoEcho parameter kept this run's value.
+    assert_eq!(
+        vault["reason"],
+        stackwave_core::rollback::RESTORED_REASON,
+        "{:#}",
+        run.json
+    );
+    let got = local.ssm.get_parameter().name(&copy).send().await?;
+    assert_eq!(
+        got.parameter().and_then(|p| p.value()),
+        Some(second.as_str())
+    );
+    let arn = run.json["executionArn"].as_str().context("executionArn")?;
+    let output = format!("{:#}{}", run.json, run.stderr);
+    assert_never_stored(&local, &[&second, &third], arn, &output).await?;
     Ok(())
 }

@@ -104,6 +104,18 @@ impl RunStore {
         }
     }
 
+    /// Delete the key (S3 answers success when there is none).
+    pub async fn delete(&self, key: &str) -> Result<(), Error> {
+        self.s3
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| aws_error("s3:DeleteObject", e))?;
+        Ok(())
+    }
+
     /// Does the key exist?
     pub async fn exists(&self, key: &str) -> Result<bool, Error> {
         match self

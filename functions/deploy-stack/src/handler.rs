@@ -18,7 +18,7 @@ use stackwave_core::manifest::ParamValue;
 use stackwave_core::plan::PlannedStack;
 use stackwave_core::reconcile::{self, Start};
 use stackwave_core::record::{Action, Operation, Phase, Snapshot, StackRecord};
-use stackwave_core::secret::SecretRef;
+use stackwave_core::secret::{self, SecretRef};
 use stackwave_core::Error;
 
 /// The input shape, shown in `InvalidInput` errors.
@@ -471,7 +471,7 @@ async fn snapshot(
         .as_bytes()
         .to_vec();
     store.put_bytes(&template_key, body, "text/plain").await?;
-    let parameters = current
+    let parameters: Vec<(String, String)> = current
         .parameters()
         .iter()
         .filter_map(|p| {
@@ -491,11 +491,21 @@ async fn snapshot(
             ))
         })
         .collect();
+    // The SSM sources of its NoEcho parameters, as the last run that deployed it recorded them.
+    let previous: Vec<SecretRef> = match store.get_bytes(&run.secret_sources_key(stack)).await? {
+        Some(body) => serde_json::from_slice(&body).unwrap_or_else(|e| {
+            tracing::warn!(stack = %stack, error = %e, "unreadable secret sources: NoEcho parameters keep this run's value on rollback");
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    let secrets = secret::masked_sources(&parameters, previous);
     tracing::info!(stack = %stack, key = %template_key, "snapshot taken");
     Ok(Snapshot {
         template_key,
         parameters,
         tags,
+        secrets,
     })
 }
 

@@ -17,6 +17,7 @@ use aws_sdk_ssm::types::ParameterType;
 use serde::Serialize;
 use stackwave_aws::{aws_error, lock, Ctx, RunStore};
 use stackwave_core::io::{FinalizeInput, RunContext, RunStatus, RunSummary};
+use stackwave_core::record::{Action, Operation, StackRecord};
 use stackwave_core::Error;
 use tracing::{info, warn};
 
@@ -110,10 +111,48 @@ async fn summarize(
         ),
     }
 
+    record_secret_sources(&store, run, &summary, &records).await;
     if summary.status == RunStatus::Succeeded {
         record_last_deployment(ctx, run, &summary).await;
     }
     Ok(summary)
+}
+
+/// For each stack the run leaves created or updated, the SSM sources of the secrets it now
+/// runs with (`RunContext::secret_sources_key`), for a later run's rollback. A stack without
+/// secrets drops the sources of an earlier deploy: after a create (a leftover of an earlier
+/// stack of that name), or when its snapshot had some.
+async fn record_secret_sources(
+    store: &RunStore,
+    run: &RunContext,
+    summary: &RunSummary,
+    records: &[StackRecord],
+) {
+    for row in &summary.stacks {
+        if !matches!(row.action, Action::Created | Action::Updated) {
+            continue;
+        }
+        let Some(record) = records.iter().find(|r| r.stack == row.name) else {
+            continue;
+        };
+        let key = run.secret_sources_key(&record.stack);
+        let written = if !record.secrets.is_empty() {
+            store.put_json(&key, &record.secrets).await
+        } else if record.operation != Operation::Update
+            || record
+                .snapshot
+                .as_ref()
+                .is_some_and(|s| !s.secrets.is_empty())
+        {
+            store.delete(&key).await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = written {
+            // The run's outcome stands; only a later rollback of this stack is affected.
+            warn!(stack = %record.stack, key = %key, error = %e, "could not record the stack's secret sources: a later run-level rollback may not restore its NoEcho parameters to this run's values");
+        }
+    }
 }
 
 /// The JSON entry point used by main.rs and by the local gateway.

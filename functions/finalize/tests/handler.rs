@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use aws_sdk_s3::operation::delete_object::DeleteObjectOutput;
 use aws_sdk_s3::operation::get_object::GetObjectOutput;
 use aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output;
 use aws_sdk_s3::operation::put_object::PutObjectOutput;
@@ -26,6 +27,7 @@ use stackwave_core::io::{
 use stackwave_core::manifest::OnFailure;
 use stackwave_core::plan::{Plan, PlannedStack, PlannedStage};
 use stackwave_core::record::{Action, Operation, Phase, RootCause, StackRecord};
+use stackwave_core::secret::SecretRef;
 
 const BUCKET: &str = "artifacts";
 const EXECUTION: &str = "arn:aws:states:us-east-1:123456789012:execution:stackwave-deploy:exec-1";
@@ -145,6 +147,7 @@ type Puts = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 struct Bucket {
     rules: Vec<Rule>,
     puts: Puts,
+    deletes: Arc<Mutex<Vec<String>>>,
 }
 
 fn bucket(records: Vec<StackRecord>) -> Bucket {
@@ -208,9 +211,22 @@ fn bucket(records: Vec<StackRecord>) -> Bucket {
             PutObjectOutput::builder().build()
         }
     });
+    let deletes = Arc::new(Mutex::new(Vec::new()));
+    let delete = mock!(aws_sdk_s3::Client::delete_object).then_compute_output({
+        let deletes = deletes.clone();
+        move |r| {
+            deletes
+                .lock()
+                .unwrap()
+                .push(r.key().unwrap_or_default().to_string());
+            DeleteObjectOutput::builder().build()
+        }
+    });
+    // PutObject last: tests replace it.
     Bucket {
-        rules: vec![get, listing, put],
+        rules: vec![get, listing, delete, put],
         puts,
+        deletes,
     }
 }
 
@@ -327,6 +343,66 @@ async fn success_writes_the_summary_and_the_last_deployment() {
     );
     assert_eq!(value["stacks"], 2);
     assert!(chrono::DateTime::parse_from_rfc3339(value["finishedAt"].as_str().unwrap()).is_ok());
+    // A created stack without secrets drops any sources an earlier stack of its name left;
+    // an unchanged one is not touched.
+    assert_eq!(
+        *b.deletes.lock().unwrap(),
+        vec!["state/dev/secrets/Network-dev.json".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn the_secret_sources_of_stacks_left_changed_are_recorded_for_a_later_rollback() {
+    let secret = SecretRef {
+        parameter: "DbPassword".into(),
+        ssm: "/app/db".into(),
+        version: 4,
+    };
+    let mut created = record("Network-dev", "infrastructure", Action::Created);
+    created.secrets = vec![secret.clone()];
+    let mut rolled_back = record("Api-dev", "application", Action::Updated);
+    rolled_back.operation = Operation::Update;
+    rolled_back.secrets = vec![secret.clone()];
+    rolled_back.rollback = Some(stackwave_core::rollback::settled(
+        stackwave_core::record::RollbackOperation::Restore,
+        "t",
+        Action::RolledBack,
+        "restored".into(),
+        chrono::Utc::now(),
+    ));
+    let b = bucket(vec![created, rolled_back]);
+    let params = Arc::new(Mutex::new(Vec::new()));
+    let put_param = capture_params(&params);
+    let s3 = mock_client!(aws_sdk_s3, RuleMode::MatchAny, &b.rules);
+    let lock = lock_ours();
+    let ssm = mock_client!(
+        aws_sdk_ssm,
+        RuleMode::MatchAny,
+        [&put_param, &lock.get, &lock.delete]
+    );
+    let ctx = ctx(s3, ssm).await;
+    stackwave_finalize::handle(
+        &ctx,
+        FinalizeInput {
+            run: run(),
+            error: None,
+            rollback_error: None,
+        },
+    )
+    .await
+    .expect("summary");
+    let puts = b.puts.lock().unwrap();
+    let sources: Vec<(&str, Vec<SecretRef>)> = puts
+        .iter()
+        .filter(|(k, _)| k.starts_with("state/"))
+        .map(|(k, body)| (k.as_str(), serde_json::from_slice(body).expect("refs")))
+        .collect();
+    // Only the stack that keeps this run's secrets; the rolled-back one keeps its earlier ones.
+    assert_eq!(
+        sources,
+        vec![("state/dev/secrets/Network-dev.json", vec![secret])]
+    );
+    assert!(b.deletes.lock().unwrap().is_empty());
 }
 
 #[tokio::test]

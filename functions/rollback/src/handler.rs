@@ -23,14 +23,11 @@ use stackwave_core::plan::Plan;
 use stackwave_core::reconcile;
 use stackwave_core::record::{Action, RollbackOperation, Snapshot, StackRecord};
 use stackwave_core::rollback;
+use stackwave_core::secret;
 use stackwave_core::Error;
 
 /// The input shapes, shown in `InvalidInput` errors.
 pub const ACCEPTED: &str = "{\"action\": \"plan\", \"run\": {...}} or {\"action\": \"stack\", \"run\": {...}, \"stack\": \"StackName\"}";
-
-/// What DescribeStacks shows for a NoEcho parameter's value: the real value is not known, so
-/// the restore keeps the stack's current value for it (UsePreviousValue).
-pub const MASKED_PARAMETER: &str = "****";
 
 /// The answer, by action.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -244,16 +241,24 @@ async fn start_restore(
         &run.bucket,
         &snapshot.template_key,
     );
+    // A NoEcho parameter (masked in the snapshot) gets its pre-run value read again from its
+    // SSM source at the pre-run version; without a known source it keeps this run's value
+    // (UsePreviousValue), and the summary says so (`rollback::restored_reason`).
+    let secrets = stackwave_deploy_stack::secret_values(ctx, stack, &snapshot.secrets).await?;
     let parameters: Vec<Parameter> = snapshot
         .parameters
         .iter()
         .map(|(k, v)| {
             let p = Parameter::builder().parameter_key(k);
-            if v == MASKED_PARAMETER {
-                tracing::warn!(stack = %stack, parameter = %k, "NoEcho parameter: its previous value is not known, the current one is kept");
-                p.use_previous_value(true).build()
-            } else {
-                p.parameter_value(v).build()
+            if v != secret::MASKED {
+                return p.parameter_value(v).build();
+            }
+            match secrets.iter().find(|(name, _)| name == k) {
+                Some((_, value)) => p.parameter_value(value).build(),
+                None => {
+                    tracing::warn!(stack = %stack, parameter = %k, "NoEcho parameter: its pre-run value is not known, this run's is kept");
+                    p.use_previous_value(true).build()
+                }
             }
         })
         .collect();

@@ -50,6 +50,7 @@ fn updated_with_snapshot(stack: &str) -> StackRecord {
             ("Project".into(), "bellyfed".into()),
             ("Owner".into(), "ops".into()),
         ],
+        secrets: vec![],
     });
     r
 }
