@@ -1,6 +1,7 @@
 //! `stackwave deploy`, `watch` and `validate`: validate locally, upload the manifest and its
 //! templates, start an execution, follow it, and report the summary.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -222,7 +223,21 @@ pub fn validate(manifest: &Path, environment: &str) -> anyhow::Result<Validated>
         .with_context(|| format!("read {}", manifest_file.display()))?;
     let exists = |rel: &str| dir.join(rel).is_file();
     let plan = match stackwave_core::plan::from_text(&text, environment, &exists) {
-        Ok(p) => Ok(p),
+        // Each stack against its template (size, declared and required parameters), as the
+        // plan function checks it.
+        Ok(p) => {
+            let templates = read_templates(&dir, &p);
+            let issues: Vec<ValidationIssue> = p
+                .stacks
+                .iter()
+                .flat_map(|s| stackwave_core::template::check(s, &templates[&s.template]))
+                .collect();
+            if issues.is_empty() {
+                Ok(p)
+            } else {
+                Err(issues)
+            }
+        }
         Err(stackwave_core::Error::InvalidManifest { issues }) => Err(issues),
         Err(e) => bail!("validating {}: {e}", manifest_file.display()),
     };
@@ -231,6 +246,19 @@ pub fn validate(manifest: &Path, environment: &str) -> anyhow::Result<Validated>
         dir,
         plan,
     })
+}
+
+/// Each template the plan uses, read from disk once, by the stacks' `template`.
+fn read_templates(dir: &Path, plan: &Plan) -> BTreeMap<String, Result<Vec<u8>, String>> {
+    plan.stacks
+        .iter()
+        .map(|s| {
+            let path = dir.join(&s.template);
+            let bytes =
+                std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()));
+            (s.template.clone(), bytes)
+        })
+        .collect()
 }
 
 /// The plan function's secrets check (`stackwave_core::secret`), before anything is uploaded:
@@ -272,15 +300,7 @@ async fn secret_issues(
             }
         }
     }
-    let templates = secret::stacks_needing_templates(&plan.stacks, &secure)
-        .into_iter()
-        .map(|s| {
-            let path = dir.join(&s.template);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()));
-            (s.name.clone(), text)
-        })
-        .collect();
+    let templates = read_templates(dir, plan);
     secret::check(&mut plan.stacks, &secure, &templates)
 }
 

@@ -15,6 +15,7 @@ pub mod secret;
 pub mod status;
 pub mod summary;
 pub mod synth;
+pub mod template;
 pub mod trigger;
 
 pub use error::{Error, Result, ERROR_NAMES};

@@ -93,6 +93,8 @@ pub const MAX_STACK_NAME_LEN: usize = 128;
 pub const MAX_TIMEOUT_MINUTES: u32 = 10080;
 /// CloudFormation's limit on tags per stack.
 pub const MAX_TAGS: usize = 50;
+/// CloudFormation's limit of parameters per stack.
+pub const MAX_PARAMETERS: usize = 200;
 
 /// Why a string is not a valid CloudFormation stack name (`^[A-Za-z][A-Za-z0-9-]*$`, at most
 /// 128 characters), or `None` when it is one.
@@ -336,6 +338,19 @@ pub fn build(
                 format!("{path}.tags"),
                 format!("the stack would carry {merged} tags (defaults merged with its own); CloudFormation allows {MAX_TAGS}"),
                 "remove some tags from `defaults.tags` or from the stack",
+            ));
+        }
+
+        if spec.parameters.len() > MAX_PARAMETERS {
+            issues.push(ValidationIssue::new(
+                me,
+                format!("{path}.parameters"),
+                format!(
+                    "the stack has {} parameters; CloudFormation allows {MAX_PARAMETERS} per stack",
+                    spec.parameters.len()
+                ),
+                "combine parameters (e.g. one comma-separated list), read values in the template \
+                 with `{{resolve:ssm:...}}`, or split the stack",
             ));
         }
 
@@ -721,6 +736,16 @@ fn check_tags(
                 f.clone(),
                 format!("tag name `{k}` uses the reserved prefix `aws:`"),
                 "choose a tag name that does not start with `aws:`",
+            ));
+        }
+        if v.is_empty() {
+            issues.push(ValidationIssue::new(
+                stack,
+                f.clone(),
+                format!(
+                    "tag `{k}` has an empty value; CloudFormation requires 1 to 256 characters"
+                ),
+                "give the tag a value, or remove it",
             ));
         }
         if v.chars().count() > 256 {
@@ -1140,6 +1165,24 @@ stages:
             .fix
             .contains("CAPABILITY_IAM, CAPABILITY_NAMED_IAM, CAPABILITY_AUTO_EXPAND"));
         assert_eq!(all.len(), 4, "{all:#?}");
+    }
+
+    #[test]
+    fn empty_tag_values_and_too_many_parameters_are_refused() {
+        let params: Vec<String> = (0..=MAX_PARAMETERS).map(|i| format!("P{i}: v")).collect();
+        let text = format!(
+            "name: x\ndefaults:\n  tags: {{Team: \"\"}}\nstages:\n- name: a\n  stacks:\n  - name: A\n    template: t.yaml\n    tags: {{Owner: \"\"}}\n    parameters: {{{}}}\n",
+            params.join(", ")
+        );
+        let all = issues(&text);
+        let t = find(&all, "defaults.tags.Team");
+        assert!(t.message.contains("empty value"), "{t:?}");
+        let o = find(&all, "stages[0].stacks[0].tags.Owner");
+        assert_eq!(o.stack.as_deref(), Some("A"));
+        assert!(o.fix.contains("give the tag a value"));
+        let p = find(&all, "stages[0].stacks[0].parameters");
+        assert!(p.message.contains("201 parameters"), "{p:?}");
+        assert!(p.message.contains("allows 200"));
     }
 
     #[test]

@@ -5,10 +5,9 @@
 //! CloudFormation. A secret goes only into a template parameter declared `NoEcho: true`, so that
 //! DescribeStacks masks it; anything else is refused before any change ([`not_no_echo`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use serde_yaml::Value;
 
 use crate::manifest::{ParamValue, ValidationIssue};
 use crate::plan::PlannedStack;
@@ -87,47 +86,14 @@ pub fn secure_parameters(
         .collect()
 }
 
-/// The parameters a CloudFormation template (YAML or JSON) declares with `NoEcho: true` (or
-/// `"true"`, any case). A template that does not parse is an error text.
-pub fn no_echo_parameters(template: &str) -> Result<BTreeSet<String>, String> {
-    let value: Value =
-        serde_yaml::from_str(template).map_err(|e| format!("the template does not parse: {e}"))?;
-    let Some(Value::Mapping(parameters)) = value.get("Parameters") else {
-        return Ok(BTreeSet::new());
-    };
-    Ok(parameters
-        .iter()
-        .filter_map(|(k, v)| {
-            let name = k.as_str()?;
-            let on = match v.get("NoEcho")? {
-                Value::Bool(b) => *b,
-                Value::String(s) => s.eq_ignore_ascii_case("true"),
-                _ => false,
-            };
-            on.then(|| name.to_string())
-        })
-        .collect())
-}
-
-/// The stacks that get a SecureString: their templates must be read for [`check`].
-pub fn stacks_needing_templates<'a>(
-    stacks: &'a [PlannedStack],
-    secure: &BTreeSet<String>,
-) -> Vec<&'a PlannedStack> {
-    stacks
-        .iter()
-        .filter(|s| !secure_parameters(s, &|n| secure.contains(n)).is_empty())
-        .collect()
-}
-
 /// The plan's check, shared by the plan function and the CLI: `secure` holds the SSM names that
-/// are SecureStrings, `templates` each [`stacks_needing_templates`] stack's template text (or
-/// why it could not be read), by stack name. Marks each stack's checked `secret_parameters`
-/// and returns every refusal.
+/// are SecureStrings, `templates` each template's bytes by the stacks' `template` (an
+/// unreadable or invalid one is reported by [`crate::template::check`], not here). Marks each
+/// stack's checked `secret_parameters` and returns every refusal.
 pub fn check(
     stacks: &mut [PlannedStack],
     secure: &BTreeSet<String>,
-    templates: &std::collections::BTreeMap<String, Result<String, String>>,
+    templates: &BTreeMap<String, Result<Vec<u8>, String>>,
 ) -> Vec<ValidationIssue> {
     let mut issues = Vec::new();
     for stack in stacks {
@@ -135,28 +101,19 @@ pub fn check(
         if pairs.is_empty() {
             continue;
         }
-        let text = templates
-            .get(&stack.name)
-            .cloned()
-            .unwrap_or_else(|| Err("the template was not read".into()));
-        match text.and_then(|t| no_echo_parameters(&t)) {
-            Ok(no_echo) => issues.extend(not_no_echo(&stack.name, &pairs, &no_echo)),
-            Err(why) => issues.push(ValidationIssue::new(
-                Some(&stack.name),
-                "template",
-                format!(
-                    "{}: {why}; it must be read to check that the SecureString parameter(s) {} \
-                     are NoEcho",
-                    stack.template,
-                    pairs
-                        .iter()
-                        .map(|(p, _)| p.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                "correct the template (YAML or JSON)",
-            )),
-        }
+        let declared = match templates.get(&stack.template) {
+            Some(Ok(bytes)) => std::str::from_utf8(bytes)
+                .map_err(|e| e.to_string())
+                .and_then(crate::template::parameters),
+            _ => continue,
+        };
+        let Ok(declared) = declared else { continue };
+        let no_echo: BTreeSet<String> = declared
+            .into_iter()
+            .filter(|(_, d)| d.no_echo)
+            .map(|(name, _)| name)
+            .collect();
+        issues.extend(not_no_echo(&stack.name, &pairs, &no_echo));
         stack.secret_parameters = pairs.into_iter().map(|(p, _)| p).collect();
     }
     issues
@@ -194,25 +151,6 @@ pub fn not_no_echo(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn no_echo_is_read_from_yaml_and_json_templates() {
-        let yaml = "Parameters:\n  Password:\n    Type: String\n    NoEcho: true\n  Quoted:\n    Type: String\n    NoEcho: 'True'\n  Plain:\n    Type: String\nResources:\n  B:\n    Type: AWS::S3::Bucket\n    Properties:\n      BucketName: !Ref Plain\n";
-        let got = no_echo_parameters(yaml).expect("parses");
-        assert_eq!(
-            got,
-            BTreeSet::from(["Password".to_string(), "Quoted".to_string()])
-        );
-        let json = r#"{"Parameters": {"Key": {"Type": "String", "NoEcho": "true"}, "Off": {"Type": "String", "NoEcho": false}}}"#;
-        assert_eq!(
-            no_echo_parameters(json).expect("parses"),
-            BTreeSet::from(["Key".to_string()])
-        );
-        assert!(no_echo_parameters("Resources: {}\n")
-            .expect("parses")
-            .is_empty());
-        assert!(no_echo_parameters("Parameters: [\n").is_err());
-    }
 
     #[test]
     fn a_secret_into_a_visible_parameter_names_stack_parameter_and_fix() {

@@ -139,3 +139,65 @@ async fn the_cli_refuses_an_invalid_manifest_before_uploading_with_exit_code_2()
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn parameters_the_templates_do_not_declare_or_require_are_refused_before_any_change(
+) -> Result<()> {
+    let local = local().await?;
+    let environment = unique_env("tp");
+    let dir = TempDir::new("template-params")?;
+    std::fs::create_dir_all(dir.path().join("templates"))?;
+    std::fs::copy(
+        repo_root().join("examples/synthetic/templates/unit.yaml"),
+        dir.path().join("templates/unit.yaml"),
+    )?;
+    std::fs::write(
+        dir.path().join("templates/needs.yaml"),
+        "Parameters:\n  Required:\n    Type: String\nResources:\n  Unit:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Type: String\n      Value: !Ref Required\n",
+    )?;
+    std::fs::write(
+        dir.path().join("manifest.yaml"),
+        "name: params\nstages:\n  - name: only\n    stacks:\n      - name: Typo-${environment}\n        template: templates/unit.yaml\n        parameters:\n          Upstreem: none\n      - name: Needs-${environment}\n        template: templates/needs.yaml\n",
+    )?;
+    let typo = format!("Typo-{environment}");
+    let needs = format!("Needs-{environment}");
+    let expect_both = |text: &str| {
+        assert!(
+            text.contains(&typo)
+                && text.contains("declares no parameter Upstreem")
+                && text.contains(&needs)
+                && text.contains("requires parameter Required"),
+            "{text}"
+        );
+    };
+
+    // The CLI refuses it locally, exit code 2.
+    let out = std::process::Command::new(stackwave_bin())
+        .arg("validate")
+        .arg(dir.path())
+        .args(["--environment", &environment])
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    expect_both(&format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ));
+
+    // The plan function refuses it the same way, listing both.
+    let uri = local
+        .upload_dir(dir.path(), &format!("tests/{environment}"))
+        .await?;
+    let exec = local
+        .run_execution(
+            &format!("{environment}-params"),
+            &json!({"manifest": uri, "environment": environment}),
+            Duration::from_secs(120),
+        )
+        .await?;
+    assert_eq!(exec.status, "FAILED", "{exec:?}");
+    assert_eq!(exec.error.as_deref(), Some("InvalidManifest"), "{exec:?}");
+    expect_both(&exec.cause.unwrap_or_default());
+    assert!(local.stacks_of(&environment).await?.is_empty());
+    Ok(())
+}

@@ -4,7 +4,7 @@
 //! machine carries only the small [`PlanOutput`]; the full plan (templates as S3 keys,
 //! parameters, tags) stays in S3.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use aws_sdk_ssm::types::{ParameterTier, ParameterType};
 use stackwave_aws::{aws_error, lock, Ctx, RunStore};
@@ -14,9 +14,9 @@ use stackwave_core::io::{
 };
 use stackwave_core::lock::Lease;
 use stackwave_core::manifest::ValidationIssue;
-use stackwave_core::secret;
 use stackwave_core::trigger::{self, Trigger, TriggerEvent};
 use stackwave_core::Error;
+use stackwave_core::{secret, template};
 use tracing::{info, warn};
 
 /// The input shape, shown in `InvalidInput` errors.
@@ -101,7 +101,7 @@ pub async fn handle(ctx: &Ctx, input: PlanInput) -> Result<PlanOutput, Error> {
             ))
         })?;
     }
-    check_secrets(ctx, &source, &mut plan).await?;
+    check_templates(ctx, &source, &mut plan).await?;
     let stack_count = u32::try_from(plan.stacks.len())
         .map_err(|_| Error::Internal(format!("{} stacks do not fit a u32", plan.stacks.len())))?;
 
@@ -463,17 +463,46 @@ async fn read_manifest(
     })
 }
 
-/// SecureStrings go only into `NoEcho` template parameters (`stackwave_core::secret`): the type
-/// of every `{ssm}` parameter the plan reads (GetParameters without decryption, 10 names a
-/// call: no secret's value is read), then the template of each stack that gets a SecureString.
-/// Every refusal is listed at once, before any change. A parameter that does not exist yet is
-/// left to deploy-stack, which reports it when the stack starts (an earlier stage may create it).
-async fn check_secrets(
+/// Each stack against its template, before any change: the template's size and parameters
+/// (`stackwave_core::template::check`), and SecureStrings only into `NoEcho` parameters
+/// (`stackwave_core::secret::check`). Each template is read once, however many stacks use it.
+/// Every problem is listed at once.
+async fn check_templates(
     ctx: &Ctx,
     source: &RunStore,
     plan: &mut stackwave_core::plan::Plan,
 ) -> Result<(), Error> {
-    let names: Vec<String> = secret::ssm_names(&plan.stacks).into_iter().collect();
+    let keys: BTreeSet<&str> = plan.stacks.iter().map(|s| s.template.as_str()).collect();
+    let mut templates = BTreeMap::new();
+    for key in keys {
+        let body = source
+            .get_bytes(key)
+            .await?
+            .ok_or_else(|| "it is not in the artifact bucket".to_string());
+        templates.insert(key.to_string(), body);
+    }
+    let mut issues: Vec<ValidationIssue> = plan
+        .stacks
+        .iter()
+        .flat_map(|s| template::check(s, &templates[&s.template]))
+        .collect();
+    let secure = secure_ssm_names(ctx, &plan.stacks).await?;
+    issues.extend(secret::check(&mut plan.stacks, &secure, &templates));
+    if issues.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::InvalidManifest { issues })
+    }
+}
+
+/// The `{ssm}` parameters of the plan that are SecureStrings: GetParameters without decryption,
+/// 10 names a call, so no secret's value is read. A parameter that does not exist yet is left to
+/// deploy-stack, which reports it when the stack starts (an earlier stage may create it).
+async fn secure_ssm_names(
+    ctx: &Ctx,
+    stacks: &[stackwave_core::plan::PlannedStack],
+) -> Result<BTreeSet<String>, Error> {
+    let names: Vec<String> = secret::ssm_names(stacks).into_iter().collect();
     let mut secure = BTreeSet::new();
     for chunk in names.chunks(10) {
         let out = ctx
@@ -492,19 +521,7 @@ async fn check_secrets(
                 .filter_map(|p| p.name().map(str::to_string)),
         );
     }
-    let mut templates = std::collections::BTreeMap::new();
-    for stack in secret::stacks_needing_templates(&plan.stacks, &secure) {
-        let body = source.get_bytes(&stack.template).await?.unwrap_or_default();
-        let text =
-            String::from_utf8(body).map_err(|_| "the template is not UTF-8 text".to_string());
-        templates.insert(stack.name.clone(), text);
-    }
-    let issues = secret::check(&mut plan.stacks, &secure, &templates);
-    if issues.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::InvalidManifest { issues })
-    }
+    Ok(secure)
 }
 
 /// The S3 keys of templates that exist, for `template_exists`: one listing of the manifest's

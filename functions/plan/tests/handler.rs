@@ -84,6 +84,23 @@ fn get_manifest(key: &'static str, text: &'static str) -> Rule {
         })
 }
 
+/// Every template of the manifests here: one parameter, `VpcId`, with a default.
+const TEMPLATE: &str = "Parameters:\n  VpcId:\n    Type: String\n    Default: none\nResources:\n  Topic:\n    Type: AWS::SNS::Topic\n";
+
+fn get_templates() -> Rule {
+    mock!(aws_sdk_s3::Client::get_object)
+        .match_requests(|r| {
+            r.bucket() == Some(BUCKET)
+                && r.key()
+                    .is_some_and(|k| k.contains("/templates/") || k.contains("/shared/"))
+        })
+        .then_output(|| {
+            GetObjectOutput::builder()
+                .body(ByteStream::from_static(TEMPLATE.as_bytes()))
+                .build()
+        })
+}
+
 fn list(prefix: &'static str, keys: &'static [&'static str]) -> Rule {
     mock!(aws_sdk_s3::Client::list_objects_v2)
         .match_requests(move |r| r.bucket() == Some(BUCKET) && r.prefix() == Some(prefix))
@@ -167,10 +184,11 @@ async fn plans_a_manifest_from_s3_and_stores_the_plan() {
     let head = head_ok("deployments/dev/shared/api.yaml");
     let put = capture_puts(&puts);
     let put_param = capture_params(&params);
+    let templates = get_templates();
     let s3 = mock_client!(
         aws_sdk_s3,
         RuleMode::MatchAny,
-        [&get, &listing, &head, &put]
+        [&get, &templates, &listing, &head, &put]
     );
     let lock = lock_free();
     let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, [&lock, &put_param]);
@@ -292,10 +310,11 @@ async fn manifest_location_comes_from_ssm_when_the_input_has_none() {
     let listing = list(DIR, template_keys());
     let head = head_ok("deployments/dev/shared/api.yaml");
     let put = capture_puts(&puts);
+    let templates = get_templates();
     let s3 = mock_client!(
         aws_sdk_s3,
         RuleMode::MatchAny,
-        [&get, &listing, &head, &put]
+        [&get, &templates, &listing, &head, &put]
     );
     let lock = lock_free();
     let ssm = mock_client!(
@@ -496,10 +515,11 @@ async fn a_missing_template_is_invalid_manifest_naming_it() {
         )
     });
     let put = capture_puts(&puts);
+    let templates = get_templates();
     let s3 = mock_client!(
         aws_sdk_s3,
         RuleMode::MatchAny,
-        [&get, &listing, &head, &put]
+        [&get, &templates, &listing, &head, &put]
     );
     let ssm = mock_client!(aws_sdk_ssm, RuleMode::MatchAny, Vec::<&Rule>::new());
     let ctx = ctx(s3, ssm, BUCKET).await;
@@ -606,10 +626,11 @@ async fn an_s3_upload_event_claims_the_object_version_and_plans_the_uploaded_man
     let head = head_ok("manifests/dev/shared/api.yaml");
     let put = capture_puts(&puts);
     let put_param = capture_params(&params);
+    let templates = get_templates();
     let s3 = mock_client!(
         aws_sdk_s3,
         RuleMode::MatchAny,
-        [&get, &listing, &head, &put]
+        [&get, &templates, &listing, &head, &put]
     );
     let lock = lock_free();
     // The claim expires on its own: an Advanced-tier parameter with an Expiration policy.
@@ -781,10 +802,11 @@ async fn a_retried_plan_of_the_same_execution_keeps_its_own_claim() {
     let listing = list(DIR, template_keys());
     let head = head_ok("deployments/dev/shared/api.yaml");
     let put = capture_puts(&puts);
+    let templates = get_templates();
     let s3 = mock_client!(
         aws_sdk_s3,
         RuleMode::MatchAny,
-        [&get, &listing, &head, &put]
+        [&get, &templates, &listing, &head, &put]
     );
     let lock = lock_free();
     let ssm = mock_client!(

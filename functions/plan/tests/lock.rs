@@ -88,6 +88,15 @@ fn s3_rules(puts: &Arc<Mutex<Vec<String>>>) -> Vec<Rule> {
                 .body(ByteStream::from_static(MANIFEST.as_bytes()))
                 .build()
         });
+    let template = mock!(aws_sdk_s3::Client::get_object)
+        .match_requests(|r| r.key() == Some("deployments/dev/t1/a.yaml"))
+        .then_output(|| {
+            GetObjectOutput::builder()
+                .body(ByteStream::from_static(
+                    b"Resources:\n  T:\n    Type: AWS::SNS::Topic\n",
+                ))
+                .build()
+        });
     let list = mock!(aws_sdk_s3::Client::list_objects_v2).then_output(|| {
         ListObjectsV2Output::builder()
             .set_contents(Some(vec![
@@ -105,7 +114,7 @@ fn s3_rules(puts: &Arc<Mutex<Vec<String>>>) -> Vec<Rule> {
             .push(r.key().unwrap_or_default().to_string());
         PutObjectOutput::builder().build()
     });
-    vec![get, list, put]
+    vec![get, template, list, put]
 }
 
 /// PutParameter: the lock (created only if absent, or `exists`) and the manifest URI.
