@@ -309,6 +309,10 @@ pub enum NotifyInput {
         run: RunContext,
         summary: RunSummary,
     },
+    /// The run deployed, but finalize could not build its summary (its error, past retries):
+    /// stacks may have changed, so this is a failed run, never a rejection.
+    #[serde(rename_all = "camelCase")]
+    SummaryFailed { run: RunContext, error: CaughtError },
     /// Plan rejected the run (invalid input or manifest, lock held): nothing was deployed.
     #[serde(rename_all = "camelCase")]
     Rejected {

@@ -541,6 +541,39 @@ pub fn rollback_failed(run: &RunContext, summary: &RunSummary) -> Message {
     }
 }
 
+/// Finalize could not build the run's summary. The run had started deploying, so stacks may
+/// have been created, updated or rolled back: a failed run, with where to look.
+pub fn summary_failed(run: &RunContext, error: &CaughtError) -> Message {
+    let cause = cause_message(&error.cause);
+    let mut body = String::from(
+        "The run deployed, but its summary could not be built, so this alert cannot list what \
+         changed: stacks of this run may have been created, updated or rolled back.\n\n",
+    );
+    body.push_str(&format!(
+        "Environment: {}\nExecution:   {}\nManifest:    {}\nError:       {}\n\n",
+        run.environment, run.execution_arn, run.manifest_uri, error.error
+    ));
+    if !cause.is_empty() {
+        body.push_str(&cause);
+        body.push_str("\n\n");
+    }
+    body.push_str(&format!(
+        "What to do: each stack's record is under s3://{}/{}stacks/ (what the run did to it); \
+         check those stacks in the CloudFormation console, fix the cause above, then run the \
+         deployment again.\n\nConsole: {}\n",
+        run.bucket,
+        run.run_prefix,
+        console_url(&run.execution_arn)
+    ));
+    Message {
+        subject: subject(&format!(
+            "stackwave {}: FAILED (summary not built: {})",
+            run.environment, error.error
+        )),
+        body,
+    }
+}
+
 /// Plan rejected the run: invalid input or manifest, or the environment is locked.
 pub fn rejected(environment: Option<&str>, execution_arn: &str, error: &CaughtError) -> Message {
     let subject_text = match environment {

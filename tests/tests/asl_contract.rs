@@ -177,3 +177,30 @@ fn the_wave_loop_polls_a_whole_wave_with_wait_check_choice() {
     assert_eq!(get("Stages")["MaxConcurrency"], 1, "stages run in order");
     assert_eq!(get("Waves")["MaxConcurrency"], 1, "waves run in order");
 }
+
+#[test]
+fn a_failed_finalize_alerts_a_failed_run_not_a_rejection() {
+    let (_, def) = definitions()
+        .into_iter()
+        .find(|(n, _)| n == "deploy.asl.json")
+        .expect("deploy.asl.json");
+    let states = all_states(&def);
+    let get = |name: &str| {
+        states
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s.clone())
+            .unwrap_or(Value::Null)
+    };
+    let target = get("Finalize")["Catch"][0]["Next"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let notify = get(&target);
+    assert_eq!(notify["Parameters"]["event"], "summaryFailed", "{notify:#}");
+    assert_eq!(notify["Parameters"]["run.$"], "$.run");
+    assert_eq!(
+        get(notify["Next"].as_str().unwrap_or_default())["Type"],
+        "Fail"
+    );
+}

@@ -118,6 +118,7 @@ impl Alert {
                 stages,
             } => Alert::started(run, *stack_count, stages),
             NotifyInput::Finished { run, summary } => Alert::finished(run, summary),
+            NotifyInput::SummaryFailed { run, error } => Alert::summary_failed(run, error),
             NotifyInput::Rejected {
                 execution_arn,
                 input,
@@ -138,6 +139,21 @@ impl Alert {
             error: None,
             stack_count: Some(stack_count),
             stage_count: Some(stages.len()),
+        }
+    }
+
+    fn summary_failed(run: &RunContext, error: &CaughtError) -> Alert {
+        Alert {
+            event: "finished",
+            environment: run.environment.clone(),
+            status: "FAILED",
+            execution_arn: run.execution_arn.clone(),
+            message: summary::summary_failed(run, error),
+            summary: None,
+            summary_uri: None,
+            error: Some(error.clone()),
+            stack_count: None,
+            stage_count: None,
         }
     }
 
@@ -420,6 +436,38 @@ mod tests {
         assert!(long.len() <= MAX_SUBJECT_CHARS, "{}", long.len());
         assert!(long.ends_with("..."));
         assert!(long.is_ascii());
+    }
+
+    #[test]
+    fn a_summary_that_could_not_be_built_is_alerted_as_a_failed_run_not_a_rejection() {
+        let error = CaughtError {
+            error: "AwsServiceError".into(),
+            cause: "{\"errorMessage\":\"AWS s3:GetObject failed (AccessDenied): denied\"}".into(),
+        };
+        let alert = Alert::from_input(&NotifyInput::SummaryFailed { run: run(), error });
+        assert_eq!(alert.status, "FAILED");
+        assert_eq!(alert.event, "finished");
+        let m = alert.machine(Detail::Full);
+        assert_eq!(m["error"]["Error"], "AwsServiceError");
+        let text = &alert.message.body;
+        assert!(!text.contains("nothing was deployed"), "{text}");
+        assert!(
+            text.contains("may have been created, updated or rolled back"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("Environment: {}", run().environment)),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{}stacks/", run().run_prefix)),
+            "{text}"
+        );
+        assert!(text.contains("AccessDenied"), "{text}");
+        assert!(alert
+            .message
+            .subject
+            .contains("FAILED (summary not built: AwsServiceError)"));
     }
 
     #[test]
