@@ -270,38 +270,17 @@ async fn secret_issues(
     plan: &mut Plan,
     sink: Sink,
 ) -> Vec<ValidationIssue> {
-    use stackwave_core::secret;
-    let names: Vec<String> = secret::ssm_names(&plan.stacks).into_iter().collect();
-    let mut secure = std::collections::BTreeSet::new();
-    for chunk in names.chunks(10) {
-        match target
-            .aws
-            .ssm
-            .get_parameters()
-            .set_names(Some(chunk.to_vec()))
-            .with_decryption(false)
-            .send()
-            .await
-        {
-            Ok(out) => secure.extend(
-                out.parameters()
-                    .iter()
-                    .filter(|p| {
-                        p.r#type() == Some(&aws_sdk_ssm::types::ParameterType::SecureString)
-                    })
-                    .filter_map(|p| p.name().map(str::to_string)),
-            ),
-            Err(e) => {
-                sink.line(&format!(
-                    "note: SSM parameter types not checked here ({}); the plan function checks them",
-                    sdk_error("ssm:GetParameters", e)
-                ));
-                return Vec::new();
-            }
+    let secure = match stackwave_aws::secrets::secure_names(&target.aws.ssm, &plan.stacks).await {
+        Ok(secure) => secure,
+        Err(e) => {
+            sink.line(&format!(
+                "note: SSM parameter types not checked here ({e}); the plan function checks them"
+            ));
+            return Vec::new();
         }
-    }
+    };
     let templates = read_templates(dir, plan);
-    secret::check(&mut plan.stacks, &secure, &templates)
+    stackwave_core::secret::check(&mut plan.stacks, &secure, &templates)
 }
 
 /// The plan as text: stages, waves, stacks and their dependencies.

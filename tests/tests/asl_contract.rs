@@ -151,20 +151,22 @@ fn every_choice_has_a_default() {
     assert!(choices > 0);
 }
 
-#[test]
-fn the_wave_loop_polls_a_whole_wave_with_wait_check_choice() {
+/// A state of deploy.asl.json by name (at any depth), or null.
+fn deploy_state(name: &str) -> Value {
     let (_, def) = definitions()
         .into_iter()
         .find(|(n, _)| n == "deploy.asl.json")
         .expect("deploy.asl.json");
-    let states = all_states(&def);
-    let get = |name: &str| {
-        states
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, s)| s.clone())
-            .unwrap_or(Value::Null)
-    };
+    all_states(&def)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, s)| s)
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn the_wave_loop_polls_a_whole_wave_with_wait_check_choice() {
+    let get = deploy_state;
     assert_eq!(get("WaitForWave")["Type"], "Wait");
     assert_eq!(get("WaitForWave")["SecondsPath"], "$.check.nextWaitSeconds");
     assert_eq!(get("WaitForWave")["Next"], "CheckWave");
@@ -180,18 +182,7 @@ fn the_wave_loop_polls_a_whole_wave_with_wait_check_choice() {
 
 #[test]
 fn a_failed_finalize_alerts_a_failed_run_not_a_rejection() {
-    let (_, def) = definitions()
-        .into_iter()
-        .find(|(n, _)| n == "deploy.asl.json")
-        .expect("deploy.asl.json");
-    let states = all_states(&def);
-    let get = |name: &str| {
-        states
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, s)| s.clone())
-            .unwrap_or(Value::Null)
-    };
+    let get = deploy_state;
     let target = get("Finalize")["Catch"][0]["Next"]
         .as_str()
         .unwrap_or_default()

@@ -3,6 +3,7 @@
 
 pub mod errors;
 pub mod lock;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 

@@ -12,7 +12,7 @@ use aws_sdk_cloudformation::types::{
 use aws_sdk_ssm::types::ParameterType;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use chrono::Utc;
-use stackwave_aws::{aws_error, Ctx, RunStore};
+use stackwave_aws::{aws_error, secrets, Ctx, RunStore};
 use stackwave_core::io::{DeployStackInput, DeployStackOutput, RunContext};
 use stackwave_core::manifest::ParamValue;
 use stackwave_core::plan::PlannedStack;
@@ -378,40 +378,6 @@ async fn resolve_parameters(
     Ok((resolved, secrets))
 }
 
-/// The values of a record's secrets, read with decryption at the version the record names, for
-/// one CloudFormation call: never stored, never logged.
-pub async fn secret_values(
-    ctx: &Ctx,
-    stack: &str,
-    secrets: &[SecretRef],
-) -> Result<Vec<(String, String)>, Error> {
-    let mut values = Vec::with_capacity(secrets.len());
-    for secret in secrets {
-        let selector = secret.selector();
-        match ctx.clients.ssm.get_parameter().name(&selector).with_decryption(true).send().await {
-            Ok(out) => values.push((
-                secret.parameter.clone(),
-                out.parameter().and_then(|p| p.value()).unwrap_or_default().to_string(),
-            )),
-            Err(e) if e.as_service_error().is_some_and(|se| {
-                se.is_parameter_not_found() || se.is_parameter_version_not_found()
-            }) => {
-                return Err(Error::ParameterNotFound {
-                    stack: stack.to_string(),
-                    parameter: secret.parameter.clone(),
-                    cause: format!("SSM parameter {selector} (name:version) no longer exists"),
-                    fix: format!(
-                        "restore version {} of {} (or run the deployment again to use its current version)",
-                        secret.version, secret.ssm
-                    ),
-                })
-            }
-            Err(e) => return Err(aws_error("ssm:GetParameter", e)),
-        }
-    }
-    Ok(values)
-}
-
 /// Does this DescribeStacks error mean "no such stack"?
 ///
 /// AWS answers DescribeStacks for a missing stack with the generic `ValidationError` code; only
@@ -571,7 +537,7 @@ pub async fn create_change_set(
 ) -> Result<ChangeSetStarted, Error> {
     let stack = planned.name.as_str();
     let change_set_name = record.change_set_name.as_str();
-    let secrets = secret_values(ctx, stack, &record.secrets).await?;
+    let secrets = secrets::values(&ctx.clients.ssm, stack, &record.secrets).await?;
     let region = ctx
         .clients
         .cfn

@@ -486,42 +486,13 @@ async fn check_templates(
         .iter()
         .flat_map(|s| template::check(s, &templates[&s.template]))
         .collect();
-    let secure = secure_ssm_names(ctx, &plan.stacks).await?;
+    let secure = stackwave_aws::secrets::secure_names(&ctx.clients.ssm, &plan.stacks).await?;
     issues.extend(secret::check(&mut plan.stacks, &secure, &templates));
     if issues.is_empty() {
         Ok(())
     } else {
         Err(Error::InvalidManifest { issues })
     }
-}
-
-/// The `{ssm}` parameters of the plan that are SecureStrings: GetParameters without decryption,
-/// 10 names a call, so no secret's value is read. A parameter that does not exist yet is left to
-/// deploy-stack, which reports it when the stack starts (an earlier stage may create it).
-async fn secure_ssm_names(
-    ctx: &Ctx,
-    stacks: &[stackwave_core::plan::PlannedStack],
-) -> Result<BTreeSet<String>, Error> {
-    let names: Vec<String> = secret::ssm_names(stacks).into_iter().collect();
-    let mut secure = BTreeSet::new();
-    for chunk in names.chunks(10) {
-        let out = ctx
-            .clients
-            .ssm
-            .get_parameters()
-            .set_names(Some(chunk.to_vec()))
-            .with_decryption(false)
-            .send()
-            .await
-            .map_err(|e| aws_error("ssm:GetParameters", e))?;
-        secure.extend(
-            out.parameters()
-                .iter()
-                .filter(|p| p.r#type() == Some(&ParameterType::SecureString))
-                .filter_map(|p| p.name().map(str::to_string)),
-        );
-    }
-    Ok(secure)
 }
 
 /// The S3 keys of templates that exist, for `template_exists`: one listing of the manifest's

@@ -244,7 +244,8 @@ async fn start_restore(
     // A NoEcho parameter (masked in the snapshot) gets its pre-run value read again from its
     // SSM source at the pre-run version; without a known source it keeps this run's value
     // (UsePreviousValue), and the summary says so (`rollback::restored_reason`).
-    let secrets = stackwave_deploy_stack::secret_values(ctx, stack, &snapshot.secrets).await?;
+    let secrets =
+        stackwave_aws::secrets::values(&ctx.clients.ssm, stack, &snapshot.secrets).await?;
     let parameters: Vec<Parameter> = snapshot
         .parameters
         .iter()
