@@ -16,6 +16,17 @@
 
 3. Disabled rules deliver nothing (moto delivered matched events to their targets anyway).
 
+5. A rule whose target is a Lambda function invokes it asynchronously with the event (or the
+   target's ``Input``/``InputPath``/``InputTransformer`` result), as EventBridge does (User
+   Guide, "Event bus targets": Lambda is invoked with InvocationType Event). moto only
+   delivered to SQS, Logs and other buses. The invoke goes where moto sends every Lambda invoke,
+   ``http://localhost:$MOTO_PORT/2015-03-31/functions/<arn>/invocations``; invokes run on a small
+   pool, so a slow function does not hold up other deliveries. A failed invoke is logged (AWS
+   retries it under the target's RetryPolicy).
+
+6. Any AWS service's event (``send_to_default_bus``) goes to the rules of the account's default
+   bus, as S3's do: the emulator's other patches use it for the events AWS services emit.
+
 4. S3 sends events to the account's default event bus when the bucket's EventBridge
    notifications are on, in the form of the S3 User Guide, "EventBridge event message
    structure": a new UUID ``id`` per event (moto: the same fixed id for every event);
@@ -120,6 +131,15 @@ def is_state_machine(arn: str) -> bool:
     return len(parts) >= 7 and parts[2] == "states" and parts[5] == "stateMachine"
 
 
+def is_lambda(arn: str) -> bool:
+    parts = arn.split(":", 6)
+    return len(parts) >= 7 and parts[2] == "lambda" and parts[5] == "function"
+
+
+def _delivered_here(arn: str) -> bool:
+    return is_state_machine(arn) or is_lambda(arn)
+
+
 # -- asynchronous delivery ---------------------------------------------------------------------
 
 _deliveries: queue.Queue[Callable[[], None]] = queue.Queue()
@@ -165,31 +185,72 @@ def _start_execution(rule: str, arn: str, execution_input: str, event_id: str) -
     log.info("rule %s: event %s started %s", rule, event_id, getattr(execution, "execution_arn", "?"))
 
 
+_invokes: Any = None
+_invokes_lock = threading.Lock()
+
+
+def _invoke_pool() -> Any:
+    global _invokes
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _invokes_lock:
+        if _invokes is None:
+            _invokes = ThreadPoolExecutor(max_workers=8, thread_name_prefix="eventbridge-lambda")
+    return _invokes
+
+
+def _invoke_lambda(rule: str, arn: str, payload: str, event_id: str) -> None:
+    import os
+    import urllib.error
+    import urllib.request
+    from urllib.parse import quote
+
+    url = f"http://localhost:{os.environ.get('MOTO_PORT', '5000')}/2015-03-31/functions/{quote(arn, safe='')}/invocations"
+    request = urllib.request.Request(
+        url, data=payload.encode(), method="POST", headers={"X-Amz-Invocation-Type": "Event", "Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=900) as response:
+            failed = response.headers.get("X-Amz-Function-Error")
+            body = response.read()[:500]
+    except urllib.error.HTTPError as err:
+        log.warning("rule %s: %s answered %s for event %s: %s", rule, arn, err.code, event_id, err.read()[:500])
+        return
+    except Exception as err:  # noqa: BLE001 - AWS retries under the target's RetryPolicy; we log
+        log.warning("rule %s: invoke of %s failed for event %s: %s", rule, arn, event_id, err)
+        return
+    if failed:
+        log.warning("rule %s: %s failed (%s) for event %s: %s", rule, arn, failed, event_id, body)
+    else:
+        log.info("rule %s: event %s delivered to %s", rule, event_id, arn)
+
+
 # -- patches -----------------------------------------------------------------------------------
 
 
 def send_to_targets(self: Any, original_event: dict[str, Any], transform_input: bool = True) -> None:
     if getattr(self, "state", "ENABLED") != "ENABLED":
         return
-    machines = [t for t in self.targets if is_state_machine(str(t.get("Arn", "")))]
-    if not machines:
+    ours = [t for t in self.targets if _delivered_here(str(t.get("Arn", "")))]
+    if not ours:
         _ORIGINAL["send_to_targets"](self, original_event, transform_input)
         return
     if not self.event_pattern.matches_event(original_event):
         return
-    others = [t for t in self.targets if not is_state_machine(str(t.get("Arn", "")))]
+    others = [t for t in self.targets if not _delivered_here(str(t.get("Arn", "")))]
     if others:
         rest = copy.copy(self)
         rest.targets = others
         _ORIGINAL["send_to_targets"](rest, original_event, transform_input)
     event = delivered_event(original_event)
-    for target in machines:
+    event_id = str(event.get("id"))
+    for target in ours:
         payload = target_input(target, event, original_event)
-        _submit(
-            lambda arn=target["Arn"], payload=payload: _start_execution(
-                self.name, arn, payload, str(event.get("id"))
-            )
-        )
+        arn = str(target["Arn"])
+        if is_lambda(arn):
+            _submit(lambda arn=arn, payload=payload: _invoke_pool().submit(_invoke_lambda, self.name, arn, payload, event_id))
+        else:
+            _submit(lambda arn=arn, payload=payload: _start_execution(self.name, arn, payload, event_id))
 
 
 def s3_event(account_id: str, bucket: Any, event_name: str, key: Any) -> dict[str, Any]:
@@ -230,17 +291,21 @@ def s3_event(account_id: str, bucket: Any, event_name: str, key: Any) -> dict[st
     }
 
 
+def send_to_default_bus(account_id: str, region: str, event: dict[str, Any]) -> None:
+    """An AWS service's event (moto's internal form) to the rules of the default bus."""
+    from moto.events.models import events_backends
+
+    bus = events_backends[account_id][region].event_buses.get("default")
+    if bus is None:
+        return
+    for rule in list(bus.rules.values()):
+        rule.send_to_targets(copy.deepcopy(event), transform_input=False)
+
+
 def send_s3_event(account_id: str, bucket: Any, event_name: str, key: Any) -> None:
     """Replaces moto.s3.notifications._send_event_bridge_message."""
     try:
-        from moto.events.models import events_backends
-
-        event = s3_event(account_id, bucket, event_name, key)
-        bus = events_backends[account_id][bucket.region_name].event_buses.get("default")
-        if bus is None:
-            return
-        for rule in list(bus.rules.values()):
-            rule.send_to_targets(copy.deepcopy(event), transform_input=False)
+        send_to_default_bus(account_id, bucket.region_name, s3_event(account_id, bucket, event_name, key))
     except Exception:  # noqa: BLE001 - asynchronous in AWS: the S3 call succeeds regardless
         log.exception("S3 event for s3://%s/%s not sent to EventBridge", bucket.name, key.name)
 

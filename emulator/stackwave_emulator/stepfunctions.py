@@ -13,12 +13,81 @@
    Lambda.ServiceException, Lambda.TooManyRequestsException, ...), so Retry/Catch on those names
    match. moto reported every such error as ``Exception``; the ``arn:aws:states:::lambda:invoke``
    integration already used the ``Lambda.`` names.
+
+3. Every execution status change is an event on the account's default EventBridge bus, as
+   AWS sends it (Step Functions Developer Guide, "Automating Step Functions event delivery with
+   EventBridge": detail-type ``Step Functions Execution Status Change``, source ``aws.states``,
+   ``resources`` the execution ARN, detail ``executionArn``, ``stateMachineArn``, ``name``,
+   ``status`` (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED), ``startDate`` and ``stopDate``
+   in epoch milliseconds, ``input``, ``output``, ``error``, ``cause``, ``inputDetails``,
+   ``outputDetails``). moto sent none, so rules on execution status never fired; a stopped
+   execution (StopExecution) is ABORTED.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 import uuid
+from datetime import datetime
 from typing import Any
+
+log = logging.getLogger("stackwave_emulator.stepfunctions")
+
+STATUS_CHANGE = "Step Functions Execution Status Change"
+
+
+def _epoch_ms(value: Any) -> int | None:
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def status_event(execution: Any) -> dict[str, Any]:
+    """The EventBridge event of the execution's current status (moto's internal form)."""
+    status = getattr(execution.exec_status, "value", execution.exec_status)
+    output = _text(execution.output) if status == "SUCCEEDED" else None
+    detail = {
+        "executionArn": execution.exec_arn,
+        "stateMachineArn": execution.state_machine_arn,
+        "name": execution.name,
+        "status": status,
+        "startDate": _epoch_ms(execution.start_date),
+        "stopDate": _epoch_ms(execution.stop_date),
+        "input": _text(execution.input_data),
+        "output": output,
+        "inputDetails": {"included": True},
+        "outputDetails": {"included": True} if output is not None else None,
+        "error": _text(execution.error),
+        "cause": _text(execution.cause),
+    }
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": STATUS_CHANGE,
+        "source": "aws.states",
+        "account": execution.account_id,
+        "time": time.time(),
+        "region": execution.region_name,
+        "resources": [execution.exec_arn],
+        "detail": detail,
+    }
+
+
+def send_status_event(execution: Any) -> None:
+    from .eventbridge import send_to_default_bus
+
+    try:
+        send_to_default_bus(execution.account_id, execution.region_name, status_event(execution))
+    except Exception:  # noqa: BLE001 - asynchronous in AWS: the execution goes on regardless
+        log.exception("status event of %s not sent to EventBridge", getattr(execution, "exec_arn", "?"))
 
 _ORIGINAL: dict[str, Any] = {}
 
@@ -34,8 +103,23 @@ def install() -> None:
     from moto.stepfunctions.parser.api import HistoryEventType, LambdaFunctionFailedEventDetails
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+
     _ORIGINAL["start_execution"] = StepFunctionsParserBackend.start_execution
     _ORIGINAL["_from_error"] = StateTaskLambda._from_error
+    _ORIGINAL["execution_start"] = Execution.start
+    _ORIGINAL["terminated"] = BaseExecutionWorkerCommunication.terminated
+
+    def execution_start(self: Any) -> None:
+        _ORIGINAL["execution_start"](self)
+        send_status_event(self)
+
+    def terminated(self: Any) -> None:
+        _ORIGINAL["terminated"](self)
+        send_status_event(self.execution)
+
+    Execution.start = execution_start  # type: ignore[method-assign]
+    BaseExecutionWorkerCommunication.terminated = terminated  # type: ignore[method-assign]
 
     def start_execution(self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any) -> Any:
         return _ORIGINAL["start_execution"](self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)

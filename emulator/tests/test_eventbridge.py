@@ -241,3 +241,83 @@ def test_put_parameter_without_overwrite_creates_once(endpoint, name):
     winner = created[0].removeprefix("created by ")
     stored = ssm.get_parameter(Name=parameter)["Parameter"]
     assert stored["Value"] == f"execution-{winner}" and stored["Version"] == 1
+
+
+STATUS_CHANGE = "Step Functions Execution Status Change"
+
+
+def status_events(sqs, url: str, want: int, timeout: float = 15) -> list[dict]:
+    deadline = time.time() + timeout
+    found: list[dict] = []
+    while len(found) < want and time.time() < deadline:
+        found.extend(messages(sqs, url))
+    return found
+
+
+def test_execution_status_changes_are_events_on_the_default_bus(endpoint, name, events, sfn, sqs):
+    waiting = sfn.create_state_machine(
+        name=f"{name}-wait",
+        definition=json.dumps({"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 60, "End": True}}}),
+        roleArn=ROLE,
+    )["stateMachineArn"]
+    failing = sfn.create_state_machine(
+        name=f"{name}-fail",
+        definition=json.dumps({"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Boom", "Cause": "it broke"}}}),
+        roleArn=ROLE,
+    )["stateMachineArn"]
+    passing = machine(sfn, f"{name}-pass")
+    url, queue_arn = queue(sqs, f"{name}-status")
+    events.put_rule(
+        Name=name,
+        EventPattern=json.dumps({
+            "source": ["aws.states"],
+            "detail-type": [STATUS_CHANGE],
+            "detail": {"stateMachineArn": [waiting, failing, passing]},
+        }),
+    )
+    events.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": queue_arn}])
+
+    stopped = sfn.start_execution(stateMachineArn=waiting, name=f"{name}-stopped", input='{"a": 1}')["executionArn"]
+    time.sleep(0.5)
+    sfn.stop_execution(executionArn=stopped)
+    failed = sfn.start_execution(stateMachineArn=failing, input="{}")["executionArn"]
+    succeeded = sfn.start_execution(stateMachineArn=passing, input='{"b": 2}')["executionArn"]
+    got = status_events(sqs, url, 6)
+    by = {(e["detail"]["executionArn"], e["detail"]["status"]): e for e in got}
+    assert sorted(s for (_, s) in by) == ["ABORTED", "FAILED", "RUNNING", "RUNNING", "RUNNING", "SUCCEEDED"], got
+
+    aborted = by[(stopped, "ABORTED")]
+    assert aborted["source"] == "aws.states"
+    assert aborted["detail-type"] == STATUS_CHANGE
+    assert aborted["resources"] == [stopped]
+    assert ISO_SECONDS.match(aborted["time"])
+    d = aborted["detail"]
+    assert d["stateMachineArn"] == waiting
+    assert d["name"] == f"{name}-stopped"
+    assert json.loads(d["input"]) == {"a": 1}
+    assert isinstance(d["startDate"], int) and isinstance(d["stopDate"], int) and d["stopDate"] >= d["startDate"]
+    assert by[(stopped, "RUNNING")]["detail"]["stopDate"] is None
+    assert by[(failed, "FAILED")]["detail"]["error"] == "Boom"
+    assert by[(failed, "FAILED")]["detail"]["cause"] == "it broke"
+    assert json.loads(by[(succeeded, "SUCCEEDED")]["detail"]["output"]) == {"b": 2}
+
+
+def test_a_lambda_target_is_invoked_with_the_event(endpoint, name, events):
+    from conftest import StubLambda
+
+    source = f"{name}.lambda"
+    function = "arn:aws:lambda:us-east-1:123456789012:function:echo"
+    events.put_rule(Name=name, EventPattern=json.dumps({"source": [source]}))
+    events.put_targets(Rule=name, Targets=[{"Id": "fn", "Arn": function}])
+    events.put_events(Entries=[{"Source": source, "DetailType": "x", "Detail": json.dumps({"k": name})}])
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        calls = [body for fn, body in StubLambda.calls if fn == "echo" and isinstance(body, dict) and body.get("source") == source]
+        if calls:
+            break
+        time.sleep(0.1)
+    assert len(calls) == 1, StubLambda.calls[-5:]
+    (event,) = calls
+    assert event["detail"] == {"k": name}
+    assert event["detail-type"] == "x"
+    assert ISO_SECONDS.match(event["time"])
