@@ -296,6 +296,9 @@ impl ExecutionError {
     }
 }
 
+/// How long to wait for the summary of an execution that was stopped or timed out.
+const ENDED_SUMMARY_WAIT: Duration = Duration::from_secs(30);
+
 /// How a followed execution ended.
 #[derive(Debug, Clone)]
 pub struct Finished {
@@ -487,12 +490,21 @@ pub async fn follow(aws: &Aws, opts: &FollowOptions) -> anyhow::Result<Finished>
                 .output
                 .as_deref()
                 .and_then(|o| serde_json::from_str::<RunSummary>(o).ok());
-            if summary.is_none() {
+            // An execution stopped or timed out outside the state machine's own path gets its
+            // summary from notify (rule ExecutionEndedRule) just after it ends: wait a little.
+            let ended_outside =
+                matches!(status, ExecutionStatus::Aborted | ExecutionStatus::TimedOut);
+            let deadline = std::time::Instant::now() + ENDED_SUMMARY_WAIT;
+            while summary.is_none() {
                 if let Some(r) = &reader {
                     if let Ok(Some(bytes)) = r.get(&format!("{}summary.json", r.prefix)).await {
                         summary = serde_json::from_slice(&bytes).ok();
                     }
                 }
+                if summary.is_some() || !ended_outside || std::time::Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(opts.tick).await;
             }
             let (records, plan) = match reader {
                 Some(r) => (r.records.into_values().collect(), r.plan),

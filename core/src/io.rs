@@ -97,6 +97,10 @@ fn default_max_concurrency() -> u32 {
 }
 
 impl RunContext {
+    /// `runs/<environment>/<execution name>/`: the one place a run's prefix is made.
+    pub fn prefix_for(environment: &str, execution_name: &str) -> String {
+        format!("runs/{environment}/{execution_name}/")
+    }
     pub fn plan_key(&self) -> String {
         format!("{}plan.json", self.run_prefix)
     }

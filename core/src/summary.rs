@@ -541,6 +541,137 @@ pub fn rollback_failed(run: &RunContext, summary: &RunSummary) -> Message {
     }
 }
 
+/// How an execution ended when it ended outside the state machine's own path (StopExecution, a
+/// Step Functions timeout or limit), as the EventBridge status event gives it: `ABORTED`,
+/// `TIMED_OUT` or `FAILED`.
+pub fn ended_error(status: &str, error: Option<&str>, cause: Option<&str>) -> CaughtError {
+    let (name, what) = match status {
+        "ABORTED" => (
+            "ExecutionAborted",
+            "the execution was stopped (StopExecution)".to_string(),
+        ),
+        "TIMED_OUT" => (
+            "ExecutionTimedOut",
+            "the execution reached its Step Functions timeout".to_string(),
+        ),
+        _ => (
+            "ExecutionFailed",
+            format!(
+                "the execution failed outside stackwave's handling ({}{})",
+                error.unwrap_or("no error name"),
+                cause
+                    .map(|c| format!(": {}", truncate(&one_line(c), 300)))
+                    .unwrap_or_default()
+            ),
+        ),
+    };
+    CaughtError {
+        error: name.to_string(),
+        cause: format!(
+            "{what} before the run finished: no rollback ran, and stacks in flight go on in \
+             CloudFormation. Fix: wait for them to settle, check them, then run the deployment \
+             again"
+        ),
+    }
+}
+
+/// The summary of a run whose execution ended without finalizing: every stack of the plan, the
+/// ones in flight with their live CloudFormation status (`live`, by stack; absent when not
+/// observed), and the error of [`ended_error`].
+pub fn ended(
+    run: &RunContext,
+    plan: &Plan,
+    records: &[StackRecord],
+    live: &HashMap<String, String>,
+    error: &CaughtError,
+) -> RunSummary {
+    let records: Vec<StackRecord> = records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            let in_flight = r.action == Action::InProgress
+                || r.rollback.as_ref().is_some_and(|rb| rb.outcome.is_none());
+            if in_flight {
+                let status = live
+                    .get(&r.stack)
+                    .cloned()
+                    .unwrap_or_else(|| "not observed".into());
+                let text = format!(
+                    "in flight when the execution ended: CloudFormation status {status}; it goes on \
+                     without stackwave. Fix: wait for it to settle and check it"
+                );
+                match r.rollback.as_mut() {
+                    Some(rb) if rb.outcome.is_none() => rb.status = Some(status),
+                    _ => r.reason = text,
+                }
+                r.status = live.get(&r.stack).cloned().or(r.status);
+            }
+            r
+        })
+        .collect();
+    build(run, plan, &records, Some(error))
+}
+
+/// The stacks an ended run left in flight, with their live status, for the alert.
+pub fn in_flight(records: &[StackRecord], live: &HashMap<String, String>) -> Vec<(String, String)> {
+    records
+        .iter()
+        .filter(|r| {
+            r.action == Action::InProgress
+                || r.rollback.as_ref().is_some_and(|rb| rb.outcome.is_none())
+        })
+        .map(|r| {
+            (
+                r.stack.clone(),
+                live.get(&r.stack)
+                    .cloned()
+                    .unwrap_or_else(|| "not observed".into()),
+            )
+        })
+        .collect()
+}
+
+/// The alert of an execution that ended without finalizing (status `ABORTED`, `TIMED_OUT`,
+/// `FAILED`): environment, execution, what was in flight and what to do, then the table.
+pub fn ended_message(
+    run: &RunContext,
+    status: &str,
+    summary: &RunSummary,
+    in_flight: &[(String, String)],
+) -> Message {
+    let mut body = format!(
+        "The execution ended {status} before the run finished: no rollback ran and no later \
+         stack started. The environment's lock is released.\n\nEnvironment: {}\nExecution:   \
+         {}\n\n",
+        run.environment, run.execution_arn
+    );
+    if in_flight.is_empty() {
+        body.push_str("No stack was in flight.\n\n");
+    } else {
+        body.push_str("In flight (CloudFormation goes on with them):\n");
+        for (stack, status) in in_flight {
+            body.push_str(&format!("  {stack}: {status}\n"));
+        }
+        body.push('\n');
+    }
+    body.push_str(
+        "What to do: wait for the stacks in flight to settle and check them in the \
+         CloudFormation console, then run the deployment again: it updates or recreates what \
+         needs it.\n\n",
+    );
+    body.push_str(&table(summary));
+    body.push_str(&format!("\nConsole: {}\n", console_url(&run.execution_arn)));
+    let what = if in_flight.is_empty() {
+        String::new()
+    } else {
+        format!(", {} stack(s) in flight", in_flight.len())
+    };
+    Message {
+        subject: subject(&format!("stackwave {}: {status}{what}", run.environment)),
+        body,
+    }
+}
+
 /// Finalize could not build the run's summary. The run had started deploying, so stacks may
 /// have been created, updated or rolled back: a failed run, with where to look.
 pub fn summary_failed(run: &RunContext, error: &CaughtError) -> Message {
@@ -766,6 +897,61 @@ mod tests {
             started_at: "2026-11-27T10:15:00Z".into(),
             on_failure: crate::manifest::OnFailure::Rollback,
         }
+    }
+
+    #[test]
+    fn an_ended_run_lists_every_stack_with_what_was_in_flight() {
+        let mut flying = record("Ecs-dev", "infra", Action::InProgress, 0, "");
+        flying.phase = Phase::Executing;
+        let records = vec![
+            record("Network-dev", "infra", Action::Created, 30, ""),
+            flying,
+        ];
+        let live = HashMap::from([("Ecs-dev".to_string(), "CREATE_IN_PROGRESS".to_string())]);
+        let error = ended_error("ABORTED", None, None);
+        assert_eq!(error.error, "ExecutionAborted");
+        assert!(error.cause.contains("no rollback ran"));
+        let s = ended(&run(), &plan(), &records, &live, &error);
+        assert_eq!(s.status, RunStatus::Failed);
+        let row = |n: &str| s.stacks.iter().find(|r| r.name == n).expect("row").clone();
+        assert_eq!(row("Network-dev").action, Action::Created);
+        assert_eq!(row("Ecs-dev").action, Action::InProgress);
+        assert!(row("Ecs-dev").reason.contains(
+            "in flight when the execution ended: CloudFormation status CREATE_IN_PROGRESS"
+        ));
+        assert_eq!(row("Api-dev").action, Action::NotStarted);
+        assert!(s
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("ExecutionAborted: "));
+        let flying = in_flight(&records, &live);
+        assert_eq!(
+            flying,
+            vec![("Ecs-dev".to_string(), "CREATE_IN_PROGRESS".to_string())]
+        );
+        let m = ended_message(&run(), "ABORTED", &s, &flying);
+        assert_eq!(m.subject, "stackwave dev: ABORTED, 1 stack(s) in flight");
+        assert!(
+            m.body.contains("  Ecs-dev: CREATE_IN_PROGRESS\n"),
+            "{}",
+            m.body
+        );
+        assert!(
+            m.body.contains(ARN) && m.body.contains("What to do:"),
+            "{}",
+            m.body
+        );
+        assert_eq!(
+            ended_error("TIMED_OUT", None, None).error,
+            "ExecutionTimedOut"
+        );
+        let failed = ended_error("FAILED", Some("States.DataLimitExceeded"), Some("too big"));
+        assert!(
+            failed.cause.contains("States.DataLimitExceeded: too big"),
+            "{}",
+            failed.cause
+        );
     }
 
     fn plan() -> Plan {

@@ -20,8 +20,11 @@
    ``resources`` the execution ARN, detail ``executionArn``, ``stateMachineArn``, ``name``,
    ``status`` (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED), ``startDate`` and ``stopDate``
    in epoch milliseconds, ``input``, ``output``, ``error``, ``cause``, ``inputDetails``,
-   ``outputDetails``). moto sent none, so rules on execution status never fired; a stopped
-   execution (StopExecution) is ABORTED.
+   ``outputDetails``). moto sent none, so rules on execution status never fired.
+
+4. An execution stopped with StopExecution ends ABORTED (API reference, StopExecution), wherever
+   it is. moto ended one stopped inside a Map iteration FAILED with ``States.Runtime`` ("Custom
+   Error Names MUST NOT begin with the prefix 'States.'"), as if the stop were an error.
 """
 
 from __future__ import annotations
@@ -110,15 +113,29 @@ def install() -> None:
     _ORIGINAL["execution_start"] = Execution.start
     _ORIGINAL["terminated"] = BaseExecutionWorkerCommunication.terminated
 
+    _ORIGINAL["execution_stop"] = Execution.stop
+
     def execution_start(self: Any) -> None:
         _ORIGINAL["execution_start"](self)
         send_status_event(self)
 
+    def execution_stop(self: Any, *args: Any, **kwargs: Any) -> Any:
+        self.stackwave_stopped = True
+        return _ORIGINAL["execution_stop"](self, *args, **kwargs)
+
     def terminated(self: Any) -> None:
+        from moto.stepfunctions.parser.api import ExecutionStatus
+
         _ORIGINAL["terminated"](self)
-        send_status_event(self.execution)
+        execution = self.execution
+        if getattr(execution, "stackwave_stopped", False) and execution.exec_status == ExecutionStatus.FAILED:
+            execution.exec_status = ExecutionStatus.ABORTED
+            execution.error = None
+            execution.cause = None
+        send_status_event(execution)
 
     Execution.start = execution_start  # type: ignore[method-assign]
+    Execution.stop = execution_stop  # type: ignore[method-assign]
     BaseExecutionWorkerCommunication.terminated = terminated  # type: ignore[method-assign]
 
     def start_execution(self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any) -> Any:

@@ -265,6 +265,19 @@ def test_execution_status_changes_are_events_on_the_default_bus(endpoint, name, 
         definition=json.dumps({"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Boom", "Cause": "it broke"}}}),
         roleArn=ROLE,
     )["stateMachineArn"]
+    in_map = sfn.create_state_machine(
+        name=f"{name}-map",
+        definition=json.dumps({
+            "StartAt": "M",
+            "States": {"M": {
+                "Type": "Map",
+                "ItemsPath": "$.items",
+                "Iterator": {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 60, "End": True}}},
+                "End": True,
+            }},
+        }),
+        roleArn=ROLE,
+    )["stateMachineArn"]
     passing = machine(sfn, f"{name}-pass")
     url, queue_arn = queue(sqs, f"{name}-status")
     events.put_rule(
@@ -272,19 +285,24 @@ def test_execution_status_changes_are_events_on_the_default_bus(endpoint, name, 
         EventPattern=json.dumps({
             "source": ["aws.states"],
             "detail-type": [STATUS_CHANGE],
-            "detail": {"stateMachineArn": [waiting, failing, passing]},
+            "detail": {"stateMachineArn": [waiting, failing, passing, in_map]},
         }),
     )
     events.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": queue_arn}])
 
+    stopped_in_map = sfn.start_execution(stateMachineArn=in_map, input='{"items": [1, 2]}')["executionArn"]
     stopped = sfn.start_execution(stateMachineArn=waiting, name=f"{name}-stopped", input='{"a": 1}')["executionArn"]
     time.sleep(0.5)
     sfn.stop_execution(executionArn=stopped)
+    sfn.stop_execution(executionArn=stopped_in_map)
     failed = sfn.start_execution(stateMachineArn=failing, input="{}")["executionArn"]
     succeeded = sfn.start_execution(stateMachineArn=passing, input='{"b": 2}')["executionArn"]
-    got = status_events(sqs, url, 6)
+    got = status_events(sqs, url, 8)
     by = {(e["detail"]["executionArn"], e["detail"]["status"]): e for e in got}
-    assert sorted(s for (_, s) in by) == ["ABORTED", "FAILED", "RUNNING", "RUNNING", "RUNNING", "SUCCEEDED"], got
+    assert sorted(s for (_, s) in by) == ["ABORTED", "ABORTED", "FAILED", "RUNNING", "RUNNING", "RUNNING", "RUNNING", "SUCCEEDED"], got
+    # Stopped inside a Map iteration: ABORTED too, with no error.
+    assert by[(stopped_in_map, "ABORTED")]["detail"]["error"] is None
+    assert sfn.describe_execution(executionArn=stopped_in_map)["status"] == "ABORTED"
 
     aborted = by[(stopped, "ABORTED")]
     assert aborted["source"] == "aws.states"

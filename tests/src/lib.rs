@@ -372,6 +372,32 @@ pub struct StackState {
 }
 
 impl Local {
+    /// One EventBridge API call (the workspace has no EventBridge SDK client).
+    pub async fn events(&self, action: &str, body: &Value) -> Result<Value> {
+        let day = chrono::Utc::now().format("%Y%m%d");
+        let response = self
+            .http
+            .post(&self.env.endpoint)
+            .header("Content-Type", "application/x-amz-json-1.1")
+            .header("X-Amz-Target", format!("AWSEvents.{action}"))
+            // The emulator reads the service and region from the credential scope; it does not
+            // check signatures.
+            .header(
+                "Authorization",
+                format!("AWS4-HMAC-SHA256 Credential=testing/{day}/{}/events/aws4_request, SignedHeaders=host, Signature=0", self.env.region),
+            )
+            .body(body.to_string())
+            .send()
+            .await
+            .with_context(|| format!("events:{action}"))?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("events:{action} answered {status}: {text}");
+        }
+        serde_json::from_str(&text).with_context(|| format!("events:{action} answered {text}"))
+    }
+
     /// Add a fault through the emulator's control API; returns its id.
     pub async fn fault(&self, body: Value) -> Result<String> {
         let r = self

@@ -58,31 +58,6 @@ fn stack_names(environment: &str) -> Vec<String> {
 // EventBridge on the emulator (its JSON API; the tests crate has no EventBridge SDK).
 // ---------------------------------------------------------------------------------------------
 
-async fn events_call(local: &Local, action: &str, body: &Value) -> Result<Value> {
-    let day = chrono::Utc::now().format("%Y%m%d");
-    let response = local
-        .http
-        .post(&local.env.endpoint)
-        .header("Content-Type", "application/x-amz-json-1.1")
-        .header("X-Amz-Target", format!("AWSEvents.{action}"))
-        // The emulator reads the service and region from the credential scope; it does not
-        // check signatures.
-        .header(
-            "Authorization",
-            format!("AWS4-HMAC-SHA256 Credential=testing/{day}/{}/events/aws4_request, SignedHeaders=host, Signature=0", local.env.region),
-        )
-        .body(body.to_string())
-        .send()
-        .await
-        .with_context(|| format!("events:{action}"))?;
-    let status = response.status();
-    let text = response.text().await?;
-    if !status.is_success() {
-        bail!("events:{action} answered {status}: {text}");
-    }
-    serde_json::from_str(&text).with_context(|| format!("events:{action} answered {text}"))
-}
-
 /// A CloudFormation YAML value as JSON, with `!Ref ArtifactBucket` resolved to `bucket`.
 fn resolve(value: &serde_yaml::Value, bucket: &str) -> Result<Value> {
     Ok(match value {
@@ -153,22 +128,22 @@ async fn install_triggers(local: &Local) -> Result<()> {
         ("stackwave-deployment-requested", "DeploymentRequestedRule"),
     ] {
         let pattern = template_pattern(resource, &local.env.bucket)?;
-        events_call(
-            local,
-            "PutRule",
-            &json!({"Name": rule, "EventPattern": pattern.to_string(), "State": "ENABLED"}),
-        )
-        .await?;
-        let answer = events_call(
-            local,
-            "PutTargets",
-            &json!({"Rule": rule, "Targets": [{
-                "Id": "deploy-state-machine",
-                "Arn": local.env.state_machine_arn,
-                "RoleArn": START_EXECUTION_ROLE,
-            }]}),
-        )
-        .await?;
+        local
+            .events(
+                "PutRule",
+                &json!({"Name": rule, "EventPattern": pattern.to_string(), "State": "ENABLED"}),
+            )
+            .await?;
+        let answer = local
+            .events(
+                "PutTargets",
+                &json!({"Rule": rule, "Targets": [{
+                    "Id": "deploy-state-machine",
+                    "Arn": local.env.state_machine_arn,
+                    "RoleArn": START_EXECUTION_ROLE,
+                }]}),
+            )
+            .await?;
         if answer["FailedEntryCount"].as_u64().unwrap_or(0) != 0 {
             bail!("events:PutTargets failed: {answer}");
         }
@@ -465,8 +440,7 @@ async fn put_events_with_a_deployment_requested_event_deploys() -> Result<()> {
     let before = execution_arns(&local).await?;
 
     // What CI sends: `aws events put-events --entries '[{"Source": "stackwave", ...}]'`.
-    let answer = events_call(
-        &local,
+    let answer = local.events(
         "PutEvents",
         &json!({"Entries": [{
             "Source": "stackwave",

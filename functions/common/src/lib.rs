@@ -1,6 +1,7 @@
 //! What stackwave's Lambda functions share on the AWS side: configuration, SDK clients built
 //! once, the S3 run store, and the mapping of SDK errors to `stackwave_core::Error`.
 
+pub mod cfn;
 pub mod errors;
 pub mod lock;
 pub mod secrets;

@@ -12,6 +12,7 @@ use aws_sdk_cloudformation::types::{
 use aws_sdk_ssm::types::ParameterType;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use chrono::Utc;
+pub use stackwave_aws::cfn::{describe_stack, is_stack_absent};
 use stackwave_aws::{aws_error, secrets, Ctx, RunStore};
 use stackwave_core::io::{DeployStackInput, DeployStackOutput, RunContext};
 use stackwave_core::manifest::ParamValue;
@@ -376,27 +377,6 @@ async fn resolve_parameters(
         resolved.push((name.clone(), v));
     }
     Ok((resolved, secrets))
-}
-
-/// Does this DescribeStacks error mean "no such stack"?
-///
-/// AWS answers DescribeStacks for a missing stack with the generic `ValidationError` code; only
-/// its message ("Stack with id X does not exist") tells it from other validation errors, so
-/// the message is checked here, and only here.
-pub fn is_stack_absent<E: ProvideErrorMetadata>(e: &E) -> bool {
-    e.code() == Some("ValidationError") && e.message().is_some_and(|m| m.contains("does not exist"))
-}
-
-/// DescribeStacks for one stack: `None` when it does not exist.
-pub async fn describe_stack(
-    cfn: &aws_sdk_cloudformation::Client,
-    stack: &str,
-) -> Result<Option<Stack>, Error> {
-    match cfn.describe_stacks().stack_name(stack).send().await {
-        Ok(out) => Ok(out.stacks.unwrap_or_default().into_iter().next()),
-        Err(e) if e.as_service_error().is_some_and(is_stack_absent) => Ok(None),
-        Err(e) => Err(aws_error("cloudformation:DescribeStacks", e)),
-    }
 }
 
 /// A stack's outputs as key/value pairs.

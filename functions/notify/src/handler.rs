@@ -4,6 +4,8 @@
 //! Message attributes `environment` and `status` let subscribers filter. When a run's rollback
 //! failed, a second, separate alert (status `ROLLBACK_FAILED`) says a human is needed.
 
+pub mod ended;
+
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::{json, Map, Value};
 use stackwave_aws::{aws_error, Ctx};
@@ -15,7 +17,7 @@ use stackwave_core::Error;
 use tracing::info;
 
 /// The input shape, shown in `InvalidInput` errors.
-pub const ACCEPTED: &str = "{\"event\": \"started\" | \"finished\" | \"rejected\", ...}";
+pub const ACCEPTED: &str = "{\"event\": \"started\" | \"finished\" | \"summaryFailed\" | \"rejected\", ...} or an EventBridge `Step Functions Execution Status Change` event";
 
 /// SNS subjects: ASCII, no line breaks, fewer than 100 characters.
 pub const MAX_SUBJECT_CHARS: usize = 99;
@@ -84,6 +86,9 @@ async fn publish(ctx: &Ctx, alert: &Alert) -> Result<NotifyOutput, Error> {
 
 /// The JSON entry point used by main.rs and by the local gateway.
 pub async fn handle_json(ctx: &Ctx, input: serde_json::Value) -> Result<serde_json::Value, Error> {
+    if ended::is_status_event(&input) {
+        return Box::pin(ended::handle(ctx, &input)).await;
+    }
     let input: NotifyInput = stackwave_aws::parse_input(input, ACCEPTED)?;
     // Boxed: the nested SDK futures would otherwise overflow the compiler's layout depth.
     stackwave_aws::to_output(&Box::pin(handle(ctx, input)).await?)
@@ -139,6 +144,31 @@ impl Alert {
             error: None,
             stack_count: Some(stack_count),
             stage_count: Some(stages.len()),
+        }
+    }
+
+    /// An execution that ended without finalizing (`ABORTED`, `TIMED_OUT`, `FAILED`).
+    pub fn ended(
+        run: &RunContext,
+        status: &str,
+        summary: &RunSummary,
+        in_flight: &[(String, String)],
+    ) -> Alert {
+        Alert {
+            event: "finished",
+            environment: run.environment.clone(),
+            status: match status {
+                "ABORTED" => "ABORTED",
+                "TIMED_OUT" => "TIMED_OUT",
+                _ => "FAILED",
+            },
+            execution_arn: run.execution_arn.clone(),
+            message: summary::ended_message(run, status, summary, in_flight),
+            summary: Some(summary.clone()),
+            summary_uri: Some(format!("s3://{}/{}", run.bucket, run.summary_key())),
+            error: None,
+            stack_count: None,
+            stage_count: None,
         }
     }
 

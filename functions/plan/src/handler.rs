@@ -110,7 +110,7 @@ pub async fn handle(ctx: &Ctx, input: PlanInput) -> Result<PlanOutput, Error> {
         execution_name: execution.name.clone(),
         environment: environment.clone(),
         bucket: bucket.clone(),
-        run_prefix: format!("runs/{environment}/{}/", execution.name),
+        run_prefix: RunContext::prefix_for(&environment, &execution.name),
         poll,
         max_concurrency,
         manifest_uri: manifest_uri.clone(),
