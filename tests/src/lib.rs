@@ -119,9 +119,11 @@ pub struct CliRun {
     pub stderr: String,
 }
 
-/// Run `stackwave deploy <dir> --environment <env> --local --output json` with test polls.
-pub fn cli_deploy(dir: &Path, environment: &str) -> Result<CliRun> {
-    let out = std::process::Command::new(stackwave_bin())
+/// `stackwave deploy <dir> --environment <env> --local --output json` with test polls, on the
+/// tests' endpoint.
+pub fn cli_deploy_command(dir: &Path, environment: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(stackwave_bin());
+    command
         .args(["deploy"])
         .arg(dir)
         .args([
@@ -135,7 +137,13 @@ pub fn cli_deploy(dir: &Path, environment: &str) -> Result<CliRun> {
             "--poll-max",
             "2",
         ])
-        .env("STACKWAVE_LOCAL_ENDPOINT", endpoint())
+        .env("STACKWAVE_LOCAL_ENDPOINT", endpoint());
+    command
+}
+
+/// Run [`cli_deploy_command`] and parse its JSON report.
+pub fn cli_deploy(dir: &Path, environment: &str) -> Result<CliRun> {
+    let out = cli_deploy_command(dir, environment)
         .output()
         .with_context(|| format!("run {}", stackwave_bin().display()))?;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -278,6 +286,22 @@ impl Local {
         }
         out.reverse();
         Ok(out)
+    }
+
+    /// The alert of `environment` with message attribute `status` (`SUCCEEDED`, `FAILED`,
+    /// `ABORTED`, ...), read as [`Local::wait_alert`] reads them.
+    pub async fn wait_run_alert(
+        &self,
+        environment: &str,
+        status: &'static str,
+        timeout: Duration,
+    ) -> Result<Value> {
+        let environment = environment.to_string();
+        self.wait_alert(timeout, move |m| {
+            m["MessageAttributes"]["environment"]["Value"] == environment.as_str()
+                && m["MessageAttributes"]["status"]["Value"] == status
+        })
+        .await
     }
 
     /// Read alerts from the `stackwave-alerts` queue until one matches `pred` (at most `timeout`).

@@ -177,12 +177,8 @@ async fn bellyfed_deploys_in_stage_order_then_is_unchanged_then_updates_exactly_
     );
 
     // The success alert, read from the SQS subscriber, filterable by its attributes.
-    let env_for_alert = environment.clone();
     let alert = local
-        .wait_alert(Duration::from_secs(90), move |m| {
-            m["MessageAttributes"]["environment"]["Value"] == env_for_alert.as_str()
-                && m["MessageAttributes"]["status"]["Value"] == "SUCCEEDED"
-        })
+        .wait_run_alert(&environment, "SUCCEEDED", Duration::from_secs(90))
         .await?;
     let subject = alert["Subject"].as_str().unwrap_or_default();
     assert!(subject.contains(&environment), "subject {subject:?}");

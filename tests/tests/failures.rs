@@ -125,12 +125,8 @@ async fn a_stage_three_failure_restores_stages_one_and_two_and_deletes_what_the_
     }
 
     // The alert names the failed stack, resource and reason.
-    let env2 = env.clone();
     let alert = local
-        .wait_alert(Duration::from_secs(90), move |m| {
-            m["MessageAttributes"]["environment"]["Value"] == env2.as_str()
-                && m["MessageAttributes"]["status"]["Value"] == "FAILED"
-        })
+        .wait_run_alert(&env, "FAILED", Duration::from_secs(90))
         .await?;
     let subject = alert["Subject"].as_str().unwrap_or_default();
     assert!(subject.contains(&aurora), "subject: {subject}");
@@ -521,12 +517,8 @@ async fn a_rollback_that_fails_is_reported_and_alerted_as_needing_a_human() -> R
         local.stack_state(&a).await?.map(|s| s.status).as_deref(),
         Some("DELETE_FAILED")
     );
-    let env2 = env.clone();
     let alert = local
-        .wait_alert(Duration::from_secs(90), move |m| {
-            m["MessageAttributes"]["environment"]["Value"] == env2.as_str()
-                && m["MessageAttributes"]["status"]["Value"] == "ROLLBACK_FAILED"
-        })
+        .wait_run_alert(&env, "ROLLBACK_FAILED", Duration::from_secs(90))
         .await?;
     let text = format!("{} {}", alert["Subject"], alert["Message"]);
     assert!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use stackwave_e2e::{
-    endpoint, local, repo_root, stackwave_bin, summary_row, synthetic_dir, unique_env, Local,
+    cli_deploy_command, local, repo_root, summary_row, synthetic_dir, unique_env, Local,
 };
 
 /// The local notify function, as the gateway serves it.
@@ -86,21 +86,7 @@ async fn a_stopped_execution_is_summarised_unlocked_and_alerted_with_what_was_in
     local
         .fault(json!({"kind": "hang", "stack": slow, "on": "create", "seconds": 600}))
         .await?;
-    let cli = std::process::Command::new(stackwave_bin())
-        .arg("deploy")
-        .arg(dir.path())
-        .args([
-            "--environment",
-            &env,
-            "--local",
-            "--output",
-            "json",
-            "--poll-min",
-            "1",
-            "--poll-max",
-            "2",
-        ])
-        .env("STACKWAVE_LOCAL_ENDPOINT", endpoint())
+    let cli = cli_deploy_command(dir.path(), &env)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
@@ -157,12 +143,8 @@ async fn a_stopped_execution_is_summarised_unlocked_and_alerted_with_what_was_in
     );
 
     // The alert: ABORTED, naming the environment, the execution and what was in flight.
-    let env2 = env.clone();
     let alert = local
-        .wait_alert(Duration::from_secs(60), move |m| {
-            m["MessageAttributes"]["environment"]["Value"] == env2.as_str()
-                && m["MessageAttributes"]["status"]["Value"] == "ABORTED"
-        })
+        .wait_run_alert(&env, "ABORTED", Duration::from_secs(60))
         .await?;
     let subject = alert["Subject"].as_str().unwrap_or_default();
     assert!(
