@@ -157,7 +157,29 @@ pub fn cli_deploy(dir: &Path, environment: &str) -> Result<CliRun> {
     })
 }
 
+/// The cause of an execution the plan function rejected with `InvalidManifest` (asserted).
+pub fn invalid_manifest_cause(exec: &Execution) -> String {
+    assert_eq!(exec.status, "FAILED", "{exec:?}");
+    assert_eq!(exec.error.as_deref(), Some("InvalidManifest"), "{exec:?}");
+    exec.cause.clone().unwrap_or_default()
+}
+
 impl Local {
+    /// Upload `dir` under `tests/<environment>/` and run it straight on the state machine, as
+    /// execution `<environment>-<suffix>` (the CLI would refuse bad input before uploading);
+    /// returns the ended execution.
+    pub async fn run_dir(&self, dir: &Path, environment: &str, suffix: &str) -> Result<Execution> {
+        let uri = self
+            .upload_dir(dir, &format!("tests/{environment}"))
+            .await?;
+        self.run_execution(
+            &format!("{environment}-{suffix}"),
+            &serde_json::json!({"manifest": uri, "environment": environment}),
+            Duration::from_secs(120),
+        )
+        .await
+    }
+
     /// Upload every file under `dir` to `s3://bucket/<prefix>/…`; returns the manifest URI.
     pub async fn upload_dir(&self, dir: &Path, prefix: &str) -> Result<String> {
         let mut stack = vec![dir.to_path_buf()];

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::json;
-use stackwave_e2e::{local, repo_root, stackwave_bin, unique_env, TempDir};
+use stackwave_e2e::{invalid_manifest_cause, local, repo_root, stackwave_bin, unique_env, TempDir};
 
 /// A manifest whose two stacks depend on each other, with a real template beside it.
 fn cycle_dir() -> Result<TempDir> {
@@ -38,19 +38,8 @@ async fn a_cycle_fails_the_execution_with_invalid_manifest_naming_the_cycle() ->
     let environment = unique_env("cy");
     let dir = cycle_dir()?;
     // Straight to the state machine (the CLI would refuse it before uploading).
-    let uri = local
-        .upload_dir(dir.path(), &format!("tests/{environment}"))
-        .await?;
-    let exec = local
-        .run_execution(
-            &format!("{environment}-cycle"),
-            &json!({"manifest": uri, "environment": environment}),
-            Duration::from_secs(120),
-        )
-        .await?;
-    assert_eq!(exec.status, "FAILED", "{exec:?}");
-    assert_eq!(exec.error.as_deref(), Some("InvalidManifest"), "{exec:?}");
-    let cause = exec.cause.clone().unwrap_or_default();
+    let exec = local.run_dir(dir.path(), &environment, "cycle").await?;
+    let cause = invalid_manifest_cause(&exec);
     let alpha = format!("Alpha-{environment}");
     let beta = format!("Beta-{environment}");
     assert!(
@@ -185,19 +174,8 @@ async fn parameters_the_templates_do_not_declare_or_require_are_refused_before_a
     ));
 
     // The plan function refuses it the same way, listing both.
-    let uri = local
-        .upload_dir(dir.path(), &format!("tests/{environment}"))
-        .await?;
-    let exec = local
-        .run_execution(
-            &format!("{environment}-params"),
-            &json!({"manifest": uri, "environment": environment}),
-            Duration::from_secs(120),
-        )
-        .await?;
-    assert_eq!(exec.status, "FAILED", "{exec:?}");
-    assert_eq!(exec.error.as_deref(), Some("InvalidManifest"), "{exec:?}");
-    expect_both(&exec.cause.unwrap_or_default());
+    let exec = local.run_dir(dir.path(), &environment, "params").await?;
+    expect_both(&invalid_manifest_cause(&exec));
     assert!(local.stacks_of(&environment).await?.is_empty());
     Ok(())
 }

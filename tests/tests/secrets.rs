@@ -9,7 +9,8 @@ use aws_sdk_ssm::types::ParameterType;
 use serde_json::json;
 use stackwave_cli::local::{LocalConfig, LocalOptions, Process};
 use stackwave_e2e::{
-    cli_deploy, endpoint, local, stackwave_bin, summary_row, unique_env, Local, TempDir,
+    cli_deploy, endpoint, invalid_manifest_cause, local, stackwave_bin, summary_row, unique_env,
+    Local, TempDir,
 };
 
 /// A template whose `Password` is NoEcho (and copied into an SSM parameter of the stack, so the
@@ -119,19 +120,8 @@ async fn a_secure_string_into_a_parameter_without_no_echo_is_refused_before_any_
     );
 
     // Straight to the state machine: the plan function refuses it the same way.
-    let uri = local
-        .upload_dir(dir.path(), &format!("tests/{env}"))
-        .await?;
-    let exec = local
-        .run_execution(
-            &format!("{env}-secret"),
-            &json!({"manifest": uri, "environment": env}),
-            Duration::from_secs(120),
-        )
-        .await?;
-    assert_eq!(exec.status, "FAILED", "{exec:?}");
-    assert_eq!(exec.error.as_deref(), Some("InvalidManifest"), "{exec:?}");
-    let cause = exec.cause.clone().unwrap_or_default();
+    let exec = local.run_dir(dir.path(), &env, "secret").await?;
+    let cause = invalid_manifest_cause(&exec);
     assert!(
         cause.contains(&format!("stack {shown}, parameters.Password.ssm"))
             && cause.contains(&format!("{ssm} is a SecureString")),
