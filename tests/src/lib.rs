@@ -180,6 +180,52 @@ impl Local {
         .await
     }
 
+    /// Names of the state machine's executions that mention `environment` (paginated).
+    pub async fn executions_of(&self, environment: &str) -> Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .sfn
+                .list_executions()
+                .state_machine_arn(&self.env.state_machine_arn)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .context("ListExecutions")?;
+            names.extend(
+                page.executions()
+                    .iter()
+                    .map(|e| e.name().to_string())
+                    .filter(|n| n.contains(environment)),
+            );
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(names);
+            }
+        }
+    }
+
+    /// Is the environment's lock free (its SSM parameter absent)? Any other answer is an error.
+    pub async fn lock_is_free(&self, environment: &str) -> Result<bool> {
+        match self
+            .ssm
+            .get_parameter()
+            .name(format!("/stackwave/{environment}/lock"))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(false),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_parameter_not_found()) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(anyhow!("ssm:GetParameter the lock of {environment}: {e:?}")),
+        }
+    }
+
     /// Upload every file under `dir` to `s3://bucket/<prefix>/…`; returns the manifest URI.
     pub async fn upload_dir(&self, dir: &Path, prefix: &str) -> Result<String> {
         let mut stack = vec![dir.to_path_buf()];

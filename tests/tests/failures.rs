@@ -442,15 +442,9 @@ async fn one_deploy_per_environment_at_a_time() -> Result<()> {
     assert_eq!(first.status, "SUCCEEDED", "{first:?}");
 
     // Released after the run: the parameter is gone.
-    let lock = local
-        .ssm
-        .get_parameter()
-        .name(format!("/stackwave/{env}/lock"))
-        .send()
-        .await;
     assert!(
-        lock.is_err(),
-        "the lock is still held after the run: {lock:?}"
+        local.lock_is_free(&env).await?,
+        "the lock is still held after the run"
     );
 
     // A lease past its expiry is taken over.

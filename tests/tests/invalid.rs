@@ -4,18 +4,14 @@ use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::json;
-use stackwave_e2e::{invalid_manifest_cause, local, repo_root, stackwave_bin, unique_env, TempDir};
+use stackwave_e2e::{
+    invalid_manifest_cause, local, stackwave_bin, synthetic_dir, unique_env, TempDir,
+};
 
 /// A manifest whose two stacks depend on each other, with a real template beside it.
 fn cycle_dir() -> Result<TempDir> {
-    let dir = TempDir::new("cycle")?;
-    std::fs::create_dir_all(dir.path().join("templates"))?;
-    std::fs::copy(
-        repo_root().join("examples/synthetic/templates/unit.yaml"),
-        dir.path().join("templates/unit.yaml"),
-    )?;
-    std::fs::write(
-        dir.path().join("manifest.yaml"),
+    synthetic_dir(
+        "cycle",
         r#"name: cyclic
 stages:
   - name: only
@@ -28,8 +24,7 @@ stages:
         template: templates/unit.yaml
         dependsOn: ["Alpha-${environment}"]
 "#,
-    )?;
-    Ok(dir)
+    )
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -113,19 +108,8 @@ async fn the_cli_refuses_an_invalid_manifest_before_uploading_with_exit_code_2()
         "{text}"
     );
     // No execution was started for it.
-    let execs = local
-        .sfn
-        .list_executions()
-        .state_machine_arn(&local.env.state_machine_arn)
-        .send()
-        .await?;
-    assert!(
-        !execs
-            .executions()
-            .iter()
-            .any(|e| e.name().contains(&environment)),
-        "an execution was started"
-    );
+    let started = local.executions_of(&environment).await?;
+    assert!(started.is_empty(), "an execution was started: {started:?}");
     Ok(())
 }
 
@@ -134,19 +118,13 @@ async fn parameters_the_templates_do_not_declare_or_require_are_refused_before_a
 ) -> Result<()> {
     let local = local().await?;
     let environment = unique_env("tp");
-    let dir = TempDir::new("template-params")?;
-    std::fs::create_dir_all(dir.path().join("templates"))?;
-    std::fs::copy(
-        repo_root().join("examples/synthetic/templates/unit.yaml"),
-        dir.path().join("templates/unit.yaml"),
+    let dir = synthetic_dir(
+        "template-params",
+        "name: params\nstages:\n  - name: only\n    stacks:\n      - name: Typo-${environment}\n        template: templates/unit.yaml\n        parameters:\n          Upstreem: none\n      - name: Needs-${environment}\n        template: templates/needs.yaml\n",
     )?;
     std::fs::write(
         dir.path().join("templates/needs.yaml"),
         "Parameters:\n  Required:\n    Type: String\nResources:\n  Unit:\n    Type: AWS::SSM::Parameter\n    Properties:\n      Type: String\n      Value: !Ref Required\n",
-    )?;
-    std::fs::write(
-        dir.path().join("manifest.yaml"),
-        "name: params\nstages:\n  - name: only\n    stacks:\n      - name: Typo-${environment}\n        template: templates/unit.yaml\n        parameters:\n          Upstreem: none\n      - name: Needs-${environment}\n        template: templates/needs.yaml\n",
     )?;
     let typo = format!("Typo-{environment}");
     let needs = format!("Needs-{environment}");

@@ -108,15 +108,10 @@ async fn a_secure_string_into_a_parameter_without_no_echo_is_refused_before_any_
         !text.contains(&hidden),
         "the NoEcho stack is not refused: {text}"
     );
-    let execs = local
-        .sfn
-        .list_executions()
-        .state_machine_arn(&local.env.state_machine_arn)
-        .send()
-        .await?;
+    let started = local.executions_of(&env).await?;
     assert!(
-        !execs.executions().iter().any(|e| e.name().contains(&env)),
-        "the CLI started an execution"
+        started.is_empty(),
+        "the CLI started an execution: {started:?}"
     );
 
     // Straight to the state machine: the plan function refuses it the same way.

@@ -157,18 +157,6 @@ async fn a_stopped_execution_is_summarised_unlocked_and_alerted_with_what_was_in
     assert!(message.contains(&arn), "{message}");
 
     // The environment is free again.
-    let lock = local
-        .ssm
-        .get_parameter()
-        .name(format!("/stackwave/{env}/lock"))
-        .send()
-        .await;
-    assert!(
-        lock.as_ref()
-            .err()
-            .and_then(|e| e.as_service_error())
-            .is_some_and(|e| e.is_parameter_not_found()),
-        "the lock is still held: {lock:?}"
-    );
+    assert!(local.lock_is_free(&env).await?, "the lock is still held");
     Ok(())
 }
