@@ -20,6 +20,9 @@ DeleteChangeSet; User Guide "Update stacks using change sets"):
   missing one answers ChangeSetNotFound; ListChangeSets lists the named stack's only.
 * Optionally (``changeSetSeconds`` > 0) a new change set is CREATE_PENDING, then
   CREATE_IN_PROGRESS, before its final status, as in AWS.
+* The new stack's REVIEW_IN_PROGRESS is a stack status change like any other: a
+  ``CloudFormation Stack Status Change`` event (see ``cloudformation_async``), without a
+  client request token (CreateChangeSet has none).
 """
 
 from __future__ import annotations
@@ -38,7 +41,16 @@ from moto.cloudformation.responses import CloudFormationResponse, transform_dict
 from moto.cloudformation.utils import generate_changeset_id, generate_stack_id, validate_create_change_set
 from moto.core.responses import ActionResult, EmptyResult
 
-from .cloudformation_async import STACK_TYPE, _emit, _physical_id, diff_items, effective_parameters, ensure_updatable, find_live_stack
+from .cloudformation_async import (
+    STACK_TYPE,
+    _emit,
+    _physical_id,
+    diff_items,
+    effective_parameters,
+    ensure_updatable,
+    find_live_stack,
+    status_changed,
+)
 from .runtime import CONFIG, SCHEDULER
 
 NO_CHANGES = (
@@ -149,7 +161,9 @@ def create_change_set_model(
             )
             self.stacks[stack.stack_id] = stack
             stack.status = "REVIEW_IN_PROGRESS"
-            _emit(stack, time.time(), stack.name, STACK_TYPE, "REVIEW_IN_PROGRESS", "User Initiated", stack.stack_id)
+            now = time.time()
+            _emit(stack, now, stack.name, STACK_TYPE, "REVIEW_IN_PROGRESS", "User Initiated", stack.stack_id)
+            status_changed(stack, now, "REVIEW_IN_PROGRESS", "User Initiated")
     else:
         raise ValidationError(message=f"ChangeSetType {change_set_type} is not supported by this emulator")
 

@@ -25,6 +25,14 @@ ContinueUpdateRollback):
   DELETE_FAILED. CreateStack OnFailure/DisableRollback and ExecuteChangeSet DisableRollback
   (or the change set's OnStackFailure) are honoured.
 * CancelUpdateStack and ContinueUpdateRollback, which moto does not implement, exist.
+* Every stack status change (the stack's own events above, and REVIEW_IN_PROGRESS of a CREATE
+  change set's new stack) is a ``CloudFormation Stack Status Change`` event on the account's
+  default EventBridge bus (User Guide, "Stack Status Change event detail"): source
+  ``aws.cloudformation``, ``resources`` the stack id, detail ``stack-id``, ``status-details``
+  (``status``, ``status-reason``, ``""`` when there is none) and ``client-request-token`` (the
+  operation's ClientRequestToken, ``""`` without one). They are delivered asynchronously, in
+  order, after the call or scheduled step that changed the status (``eventbridge.send_later``).
+  moto sent none.
 
 moto still creates, updates and deletes the resources themselves (at the start of an
 operation, or at its end for deletes); only what CloudFormation reports is scheduled.
@@ -37,6 +45,7 @@ import logging
 import re
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
@@ -117,6 +126,38 @@ def ensure_updatable(stack: Stack) -> None:
             stack.stack_id,
             message=f"Stack:{stack.stack_id} is in {status} state and can not be updated.",
         )
+
+
+STATUS_CHANGE = "CloudFormation Stack Status Change"
+
+
+def status_change_event(stack: Stack, ts: float, status: str, reason: str | None, token: str | None) -> dict[str, Any]:
+    """The EventBridge event of a stack status change (moto's internal form: epoch ``time``)."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": STATUS_CHANGE,
+        "source": "aws.cloudformation",
+        "account": stack.account_id,
+        "time": ts,
+        "region": stack.region_name,
+        "resources": [stack.stack_id],
+        "detail": {
+            "stack-id": stack.stack_id,
+            "status-details": {"status": status, "status-reason": reason or ""},
+            "client-request-token": token or "",
+        },
+    }
+
+
+def status_changed(stack: Stack, ts: float, status: str, reason: str | None = None, token: str | None = None) -> None:
+    """Sends the status change to EventBridge once the lock is free (never from under it)."""
+    from .eventbridge import send_later
+
+    try:
+        send_later(stack.account_id, stack.region_name, status_change_event(stack, ts, status, reason, token))
+    except Exception:  # asynchronous in AWS: the operation goes on regardless
+        log.exception("status change event of %s not queued", stack.name)
 
 
 def _emit(
@@ -467,6 +508,7 @@ class Operation:
         stack.status = status
         stack.stack_status_reason = reason
         _emit(stack, ts, stack.name, STACK_TYPE, status, reason, stack.stack_id, self.token)
+        status_changed(stack, ts, status, reason, self.token)
 
     def resource(self, ts: float, item: Item, status: str, reason: str | None = None) -> None:
         physical = item.physical_id if not status.endswith("_IN_PROGRESS") else None

@@ -26,6 +26,13 @@
 
 6. Any AWS service's event (``send_to_default_bus``) goes to the rules of the account's default
    bus, as S3's do: the emulator's other patches use it for the events AWS services emit.
+   ``send_later`` delivers one asynchronously, as AWS services emit their events: on one
+   delivery thread, in the order they were produced, each only once the CloudFormation lock
+   has been released by the call or scheduled step that produced it (so after that call's
+   answer is ready, and never while the lock is held). EventBridge delivers service events at
+   least once and not necessarily in order (User Guide, "Amazon EventBridge events"); the
+   ``events`` fault (``faults.py``) drops, duplicates (same ``id``) or delays them, to test
+   consumers against that.
 
 4. S3 sends events to the account's default event bus when the bucket's EventBridge
    notifications are on, in the form of the S3 User Guide, "EventBridge event message
@@ -41,6 +48,7 @@
 from __future__ import annotations
 
 import copy
+import heapq
 import itertools
 import json
 import logging
@@ -291,8 +299,7 @@ def s3_event(account_id: str, bucket: Any, event_name: str, key: Any) -> dict[st
     }
 
 
-def send_to_default_bus(account_id: str, region: str, event: dict[str, Any]) -> None:
-    """An AWS service's event (moto's internal form) to the rules of the default bus."""
+def _to_default_bus(account_id: str, region: str, event: dict[str, Any]) -> None:
     from moto.events.models import events_backends
 
     bus = events_backends[account_id][region].event_buses.get("default")
@@ -300,6 +307,83 @@ def send_to_default_bus(account_id: str, region: str, event: dict[str, Any]) -> 
         return
     for rule in list(bus.rules.values()):
         rule.send_to_targets(copy.deepcopy(event), transform_input=False)
+
+
+def send_to_default_bus(account_id: str, region: str, event: dict[str, Any]) -> None:
+    """An AWS service's event (moto's internal form) to the rules of the default bus.
+
+    An ``events`` fault for the event's source may drop it, deliver it twice or deliver it
+    (each copy) after a delay.
+    """
+    from .faults import FAULTS
+
+    for delay in FAULTS.event_deliveries(str(event.get("source", ""))):
+        if delay > 0:
+            _delay(delay, lambda: _to_default_bus(account_id, region, event))
+        else:
+            _to_default_bus(account_id, region, event)
+
+
+# -- service events produced under the CloudFormation lock ----------------------------------------
+
+_service_events: queue.Queue[tuple[str, str, dict[str, Any]]] = queue.Queue()
+_service_worker: threading.Thread | None = None
+
+
+def _run_service_events() -> None:
+    from .runtime import LOCK
+
+    while True:
+        account_id, region, event = _service_events.get()
+        try:
+            with LOCK:  # wait until the call or step that produced the event has let go of it
+                pass
+            send_to_default_bus(account_id, region, event)
+        except Exception:  # noqa: BLE001 - asynchronous in AWS: one lost event must not stop the rest
+            log.exception("%s event not sent to EventBridge", event.get("source"))
+        finally:
+            _service_events.task_done()
+
+
+def send_later(account_id: str, region: str, event: dict[str, Any]) -> None:
+    """Queues an AWS service's event for the default bus; safe to call while holding the lock."""
+    global _service_worker
+    with _worker_lock:
+        if _service_worker is None or not _service_worker.is_alive():
+            _service_worker = threading.Thread(target=_run_service_events, name="service-events", daemon=True)
+            _service_worker.start()
+    _service_events.put((account_id, region, copy.deepcopy(event)))
+
+
+# -- delayed deliveries (the events fault) --------------------------------------------------------
+
+_delayed: list[tuple[float, int, Callable[[], None]]] = []
+_delayed_ready = threading.Condition()
+_delayed_order = itertools.count()
+_delayed_worker: threading.Thread | None = None
+
+
+def _run_delayed() -> None:
+    while True:
+        with _delayed_ready:
+            while not _delayed or _delayed[0][0] > time.time():
+                _delayed_ready.wait(timeout=(_delayed[0][0] - time.time()) if _delayed else None)
+            _, _, job = heapq.heappop(_delayed)
+        try:
+            job()
+        except Exception:  # noqa: BLE001
+            log.exception("delayed EventBridge delivery failed")
+
+
+def _delay(seconds: float, job: Callable[[], None]) -> None:
+    global _delayed_worker
+    with _worker_lock:
+        if _delayed_worker is None or not _delayed_worker.is_alive():
+            _delayed_worker = threading.Thread(target=_run_delayed, name="eventbridge-delayed", daemon=True)
+            _delayed_worker.start()
+    with _delayed_ready:
+        heapq.heappush(_delayed, (time.time() + seconds, next(_delayed_order), job))
+        _delayed_ready.notify()
 
 
 def send_s3_event(account_id: str, bucket: Any, event_name: str, key: Any) -> None:

@@ -13,20 +13,28 @@ status sequences implemented in ``cloudformation_async``:
 * ``hang``: the operation stays *_IN_PROGRESS for ``seconds`` (CancelUpdateStack ends an
   update hang with a rollback).
 * ``throttle``: a share (``rate``) of calls to a CloudFormation action answer Throttling.
+* ``events``: the events AWS services send to the default EventBridge bus (those of one
+  ``source``, ``aws.cloudformation`` unless given) are lost (``dropRate``), delivered twice
+  with the same ``id`` (``duplicateRate``) or delivered late (``delaySeconds``: each copy
+  independently after a uniformly random 0..S seconds, so they can arrive out of order), as
+  EventBridge's at-least-once, unordered delivery allows. It applies until cleared; ``seed``
+  makes its choices repeatable.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = {"fail", "hang", "throttle"}
+KINDS = {"fail", "hang", "throttle", "events"}
 FAIL_ON = {"create", "update", "delete", "rollback"}
 HANG_ON = {"create", "update", "delete"}
 
 DEFAULT_REASON = "Resource handler returned message: \"Fault injected by the local emulator\" (HandlerErrorCode: GeneralServiceException)"
+DEFAULT_EVENT_SOURCE = "aws.cloudformation"
 DEFAULT_ROLLBACK_REASON = "Resource handler returned message: \"Rollback fault injected by the local emulator\" (HandlerErrorCode: GeneralServiceException)"
 
 
@@ -44,6 +52,16 @@ class Fault:
     times: int | None = None  # remaining; None = unlimited
     applied: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # events
+    source: str | None = None
+    drop_rate: float | None = None
+    duplicate_rate: float | None = None
+    delay_seconds: float | None = None
+    seed: Any = None
+    dropped: int = 0
+    duplicated: int = 0
+    delayed: int = 0
+    rng: random.Random | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "kind": self.kind}
@@ -51,6 +69,16 @@ class Fault:
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
+        if self.kind == "events":
+            out.update(
+                source=self.source,
+                dropRate=self.drop_rate,
+                duplicateRate=self.duplicate_rate,
+                delaySeconds=self.delay_seconds,
+            )
+            if self.seed is not None:
+                out["seed"] = self.seed
+            out.update(dropped=self.dropped, duplicated=self.duplicated, delayed=self.delayed)
         out["timesRemaining"] = self.times
         out["applied"] = self.applied
         return out
@@ -61,6 +89,7 @@ class FaultRegistry:
         self._faults: list[Fault] = []
         self._ids = itertools.count(1)
         self._random = random.Random()
+        self._events_lock = threading.Lock()  # event deliveries run outside the runtime lock
 
     # -- control API -------------------------------------------------------------------
     def add(self, body: dict[str, Any]) -> Fault:
@@ -74,11 +103,12 @@ class FaultRegistry:
             "fail": {"kind", "stack", "on", "resource", "reason", "times"},
             "hang": {"kind", "stack", "on", "seconds", "times"},
             "throttle": {"kind", "api", "rate", "times", "seed"},
+            "events": {"kind", "dropRate", "duplicateRate", "delaySeconds", "seed", "source"},
         }[kind]
         unknown = set(body) - allowed
         if unknown:
             raise ValueError(f"unknown fields for a {kind} fault: {sorted(unknown)}")
-        times = body.get("times", None if kind == "throttle" else 1)
+        times = body.get("times", None if kind in ("throttle", "events") else 1)
         if times is not None and (isinstance(times, bool) or not isinstance(times, int) or times < 1):
             raise ValueError("times must be an integer >= 1")
         fault = Fault(id=f"fault-{next(self._ids)}", kind=kind, times=times)
@@ -113,8 +143,31 @@ class FaultRegistry:
             fault.api, fault.rate = api, float(rate)
             if "seed" in body:
                 self._random.seed(body["seed"])
+        if kind == "events":
+            self._events_fault(fault, body)
         self._faults.append(fault)
         return fault
+
+    @staticmethod
+    def _events_fault(fault: Fault, body: dict[str, Any]) -> None:
+        def number(key: str, upper: float | None) -> float:
+            value = body.get(key, 0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (upper is not None and value > upper):
+                raise ValueError(f"{key} must be a number in [0, 1]" if upper is not None else f"{key} must be a number >= 0")
+            return float(value)
+
+        fault.drop_rate = number("dropRate", 1)
+        fault.duplicate_rate = number("duplicateRate", 1)
+        fault.delay_seconds = number("delaySeconds", None)
+        source = body.get("source", DEFAULT_EVENT_SOURCE)
+        if not isinstance(source, str) or not source:
+            raise ValueError("source must be a non-empty string (an event source such as aws.cloudformation)")
+        fault.source = source
+        seed = body.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, str))):
+            raise ValueError("seed must be an integer or a string")
+        fault.seed = seed
+        fault.rng = random.Random(seed)
 
     def list(self) -> list[dict[str, Any]]:
         return [f.to_json() for f in self._faults]
@@ -150,6 +203,26 @@ class FaultRegistry:
 
     def peek(self, kind: str, stack: str, on: str) -> Fault | None:
         return self._find(kind, stack, on)
+
+    def event_deliveries(self, source: str) -> list[float]:
+        """The delays (seconds) of each delivery of one event of ``source``: [] if it is lost."""
+        fault = next((f for f in list(self._faults) if f.kind == "events" and f.source == source), None)
+        if fault is None:
+            return [0.0]
+        with self._events_lock:
+            assert fault.rng is not None
+            fault.applied += 1
+            if fault.rng.random() < (fault.drop_rate or 0):
+                fault.dropped += 1
+                return []
+            copies = 1
+            if fault.rng.random() < (fault.duplicate_rate or 0):
+                fault.duplicated += 1
+                copies = 2
+            if not fault.delay_seconds:
+                return [0.0] * copies
+            fault.delayed += copies
+            return [fault.rng.uniform(0, fault.delay_seconds) for _ in range(copies)]
 
     def should_throttle(self, api: str) -> bool:
         for fault in self._faults:

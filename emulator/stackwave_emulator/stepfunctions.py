@@ -25,12 +25,34 @@
 4. An execution stopped with StopExecution ends ABORTED (API reference, StopExecution), wherever
    it is. moto ended one stopped inside a Map iteration FAILED with ``States.Runtime`` ("Custom
    Error Names MUST NOT begin with the prefix 'States.'"), as if the stop were an error.
+
+5. SendTaskFailure's ``cause`` reaches the task's failure (API reference, SendTaskFailure
+   ``error`` and ``cause``): a Catch's ResultPath gets ``{"Error": <error>, "Cause": <cause>}``
+   and the TaskFailed event carries both. moto dropped ``cause`` (the Catch saw ``"Cause":
+   null``). Without a cause (or an error) the field is ``""``, as AWS binds it.
+
+6. A task token belongs to one task attempt (API reference, SendTaskSuccess, SendTaskFailure,
+   SendTaskHeartbeat errors; Developer Guide, "Wait for a Callback with Task Token"): once its
+   task has an outcome (the first SendTaskSuccess/SendTaskFailure), has timed out
+   (``States.Timeout`` from TimeoutSeconds/TimeoutSecondsPath), or its execution has ended,
+   every SendTaskSuccess, SendTaskFailure or SendTaskHeartbeat with it answers ``TaskTimedOut``
+   ("The task token has either expired or the task associated with the token has already been
+   closed"); a token Step Functions never issued answers ``InvalidToken``. SendTaskSuccess with
+   output that is not JSON answers ``InvalidOutput``; SendTaskHeartbeat on an open task answers
+   200 (with or without HeartbeatSeconds). moto accepted a second SendTaskSuccess on a task
+   whose outcome was in (and any call with a timed-out task's token while the execution ran),
+   answered SendTaskFailure with 200 after the execution had ended, InvalidToken for a
+   SendTaskSuccess on a closed task, and InvalidToken for a heartbeat without HeartbeatSeconds.
+   A Retry attempt of a ``.waitForTaskToken`` task is a new task with a new token (moto
+   reused the first attempt's token, whose outcome was already in, so every retry ended at
+   once with the first attempt's outcome).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import uuid
 from datetime import datetime
@@ -92,7 +114,127 @@ def send_status_event(execution: Any) -> None:
     except Exception:  # noqa: BLE001 - asynchronous in AWS: the execution goes on regardless
         log.exception("status event of %s not sent to EventBridge", getattr(execution, "exec_arn", "?"))
 
+
+# -- task tokens (5, 6) -------------------------------------------------------------------------
+
+TASK_CLOSED = "Task Timed Out: 'Provided task does not exist anymore'"
+_TOKENS = threading.Lock()  # one check-and-close at a time, so a token is accepted once
+
+
+def _errors() -> Any:
+    """AWS's error answers. moto's own TaskTimedOut class serializes without an error code."""
+    from moto.core.exceptions import AWSError
+
+    class InvalidToken(AWSError):
+        TYPE = "InvalidToken"
+
+    class TaskTimedOut(AWSError):
+        TYPE = "TaskTimedOut"
+
+    class InvalidOutput(AWSError):
+        TYPE = "InvalidOutput"
+
+    return InvalidToken, TaskTimedOut, InvalidOutput
+
+
+_InvalidToken, _TaskTimedOut, _InvalidOutput = _errors()
+
+
+def _close(endpoint: Any) -> None:
+    endpoint.stackwave_closed = True
+
+
+def _is_closed(endpoint: Any) -> bool:
+    return bool(getattr(endpoint, "stackwave_closed", False))
+
+
+def open_task(backend: Any, token: Any) -> Any:
+    """The callback endpoint of an open task; InvalidToken or TaskTimedOut otherwise."""
+    from moto.stepfunctions.parser.api import ExecutionStatus
+
+    if isinstance(token, str) and token:
+        for execution in backend._get_executions():
+            env = getattr(getattr(execution, "exec_worker", None), "env", None)
+            manager = getattr(env, "callback_pool_manager", None)
+            endpoint = manager.get(token) if manager is not None else None
+            if endpoint is None:
+                continue
+            if _is_closed(endpoint) or execution.exec_status != ExecutionStatus.RUNNING:
+                raise _TaskTimedOut(TASK_CLOSED)
+            return endpoint
+    raise _InvalidToken("Invalid Token: 'Invalid token'")
+
+
+def _take_task(backend: Any, token: Any) -> Any:
+    with _TOKENS:
+        endpoint = open_task(backend, token)
+        _close(endpoint)
+    return endpoint
+
+
+def send_task_success(self: Any, task_token: Any, outcome: Any = None, *args: Any, **kwargs: Any) -> Any:
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackOutcomeSuccess
+
+    try:
+        json.loads(outcome)
+    except (TypeError, ValueError):
+        raise _InvalidOutput("Invalid Output: the output is not valid JSON") from None
+    endpoint = _take_task(self, task_token)
+    endpoint.notify(CallbackOutcomeSuccess(callback_id=task_token, output=outcome))
+
+
+def send_task_failure(self: Any, task_token: Any, error: Any = None, cause: Any = None, *args: Any, **kwargs: Any) -> Any:
+    from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackOutcomeFailure
+
+    endpoint = _take_task(self, task_token)
+    endpoint.notify(CallbackOutcomeFailure(callback_id=task_token, error=error, cause=cause))
+
+
+def send_task_heartbeat(self: Any, task_token: Any, *args: Any, **kwargs: Any) -> Any:
+    with _TOKENS:
+        endpoint = open_task(self, task_token)
+    endpoint.notify_heartbeat()  # False without HeartbeatSeconds: AWS answers 200 all the same
+
+
+def _task_endpoint(env: Any) -> Any:
+    task = env.states.context_object.context_object_data.get("Task")
+    token = task.get("Token") if isinstance(task, dict) else None
+    return env.callback_pool_manager.get(token) if token else None
+
+
 _ORIGINAL: dict[str, Any] = {}
+
+
+def evaluate_with_timeout(self: Any, env: Any) -> Any:
+    """One attempt of an execution state; closes a .waitForTaskToken task's token after it."""
+    endpoint = _task_endpoint(env)
+    if endpoint is not None and _is_closed(endpoint):  # a Retry attempt: a new task, a new token
+        endpoint = env.callback_pool_manager.add(env.states.context_object.update_task_token())
+    try:
+        return _ORIGINAL["_evaluate_with_timeout"](self, env)
+    finally:
+        if endpoint is not None:
+            with _TOKENS:
+                _close(endpoint)
+
+
+def callback_failure_event(self: Any, env: Any, ex: Any) -> Any:
+    event = _ORIGINAL["_get_callback_outcome_failure_event"](self, env, ex)
+    for details in event.event_details.values():
+        if isinstance(details, dict):
+            for key in ("error", "cause"):
+                if details.get(key) is None:
+                    details.pop(key, None)  # AWS binds "" in the error output
+    return event
+
+
+def response_send_task_failure(self: Any) -> Any:
+    from moto.core.responses import EmptyResult
+
+    self.stepfunction_backend.send_task_failure(
+        self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+    )
+    return EmptyResult()
 
 
 def install() -> None:
@@ -159,3 +301,18 @@ def install() -> None:
 
     StepFunctionsParserBackend.start_execution = start_execution  # type: ignore[method-assign]
     StateTaskLambda._from_error = _from_error  # type: ignore[method-assign]
+
+    from moto.stepfunctions.parser.asl.component.state.exec.execute_state import ExecutionState
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+        StateTaskServiceCallback,
+    )
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    _ORIGINAL["_evaluate_with_timeout"] = ExecutionState._evaluate_with_timeout
+    _ORIGINAL["_get_callback_outcome_failure_event"] = StateTaskServiceCallback._get_callback_outcome_failure_event
+    ExecutionState._evaluate_with_timeout = evaluate_with_timeout  # type: ignore[method-assign]
+    StateTaskServiceCallback._get_callback_outcome_failure_event = callback_failure_event  # type: ignore[method-assign]
+    StepFunctionsParserBackend.send_task_success = send_task_success  # type: ignore[method-assign]
+    StepFunctionsParserBackend.send_task_failure = send_task_failure  # type: ignore[method-assign]
+    StepFunctionsParserBackend.send_task_heartbeat = send_task_heartbeat  # type: ignore[method-assign]
+    StepFunctionResponse.send_task_failure = response_send_task_failure  # type: ignore[method-assign]

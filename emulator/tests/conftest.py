@@ -38,10 +38,12 @@ class StubLambda(BaseHTTPRequestHandler):
     ``throttled-<n>`` HTTP 429 TooManyRequestsException for its first n calls."""
 
     calls: list[tuple[str, object]] = []
+    requests: list[tuple[str, dict[str, str], object]] = []  # (raw path, headers, body) of every call
 
     def do_POST(self) -> None:  # noqa: N802
         name = unquote(self.path.split("/functions/")[1].split("/")[0]).split(":")[-1]
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"null")
+        StubLambda.requests.append((self.path, dict(self.headers), body))
         StubLambda.calls.append((name, body))
         status, headers, out = 200, {}, body
         if name == "fail":

@@ -247,9 +247,11 @@ STATUS_CHANGE = "Step Functions Execution Status Change"
 
 
 def status_events(sqs, url: str, want: int, timeout: float = 15) -> list[dict]:
+    """Status events until `want` distinct (execution, status) pairs arrived: EventBridge
+    delivers at least once, so a copy does not count as another change."""
     deadline = time.time() + timeout
     found: list[dict] = []
-    while len(found) < want and time.time() < deadline:
+    while len({(e["detail"]["executionArn"], e["detail"]["status"]) for e in found}) < want and time.time() < deadline:
         found.extend(messages(sqs, url))
     return found
 
