@@ -11,6 +11,10 @@
 //!   `*_IN_PROGRESS` for N seconds (CancelUpdateStack ends an update hang). Applies once.
 //! - `throttle --api ACTION --rate R`: a share R of the calls to the CloudFormation action answer
 //!   `Throttling: Rate exceeded`, until cleared.
+//! - `events [--drop-rate R] [--duplicate-rate R] [--delay-seconds S] [--stack S ...]`:
+//!   CloudFormation's stack status change events on the default EventBridge bus are lost,
+//!   delivered twice, or late (each copy after a random 0..S seconds, so out of order), until
+//!   cleared; with `--stack`, only those stacks' events.
 //! - `list`, `clear`.
 //!
 //! The functions here are what the command runs, and what end-to-end tests call.
@@ -81,6 +85,12 @@ pub enum FaultRequest {
         api: String,
         rate: f64,
     },
+    Events {
+        drop_rate: f64,
+        duplicate_rate: f64,
+        delay_seconds: f64,
+        stacks: Vec<String>,
+    },
 }
 
 impl FaultRequest {
@@ -113,6 +123,30 @@ impl FaultRequest {
                     bail!(
                         "--seconds {seconds} is not a duration. Fix: give a number of seconds >= 0"
                     );
+                }
+            }
+            FaultRequest::Events {
+                drop_rate,
+                duplicate_rate,
+                delay_seconds,
+                stacks,
+            } => {
+                for (flag, rate) in [
+                    ("--drop-rate", drop_rate),
+                    ("--duplicate-rate", duplicate_rate),
+                ] {
+                    if !(rate.is_finite() && (0.0..=1.0).contains(rate)) {
+                        bail!("{flag} {rate} is not a share of events. Fix: give a number from 0 to 1 (0.3 = 30%)");
+                    }
+                }
+                if !delay_seconds.is_finite() || *delay_seconds < 0.0 {
+                    bail!("--delay-seconds {delay_seconds} is not a duration. Fix: give a number of seconds >= 0");
+                }
+                if *drop_rate == 0.0 && *duplicate_rate == 0.0 && *delay_seconds == 0.0 {
+                    bail!("an events fault with no --drop-rate, --duplicate-rate or --delay-seconds changes nothing. Fix: give at least one");
+                }
+                for s in stacks {
+                    named("--stack", s)?;
                 }
             }
             FaultRequest::Throttle { api, rate } => {
@@ -151,6 +185,19 @@ impl FaultRequest {
             FaultRequest::Throttle { api, rate } => {
                 json!({"kind": "throttle", "api": api, "rate": rate})
             }
+            FaultRequest::Events {
+                drop_rate,
+                duplicate_rate,
+                delay_seconds,
+                stacks,
+            } => {
+                let mut body = json!({"kind": "events", "dropRate": drop_rate,
+                    "duplicateRate": duplicate_rate, "delaySeconds": delay_seconds});
+                if !stacks.is_empty() {
+                    body["stacks"] = json!(stacks);
+                }
+                body
+            }
         }
     }
 }
@@ -176,6 +223,21 @@ pub struct Fault {
     pub api: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<Vec<String>>,
+    /// Events lost, duplicated and delayed so far (an `events` fault).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicated: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delayed: Option<u64>,
     /// How many more times it applies; `None`: until cleared.
     #[serde(default)]
     pub times_remaining: Option<u64>,
@@ -311,6 +373,16 @@ pub fn describe(f: &Fault) -> String {
             f.rate.unwrap_or_default() * 100.0,
             f.api.as_deref().unwrap_or("?")
         ),
+        "events" => format!(
+            "CloudFormation events{}: drop {:.0}%, duplicate {:.0}%, delay up to {}s",
+            f.stacks
+                .as_ref()
+                .map(|s| format!(" of {}", s.join(", ")))
+                .unwrap_or_default(),
+            f.drop_rate.unwrap_or_default() * 100.0,
+            f.duplicate_rate.unwrap_or_default() * 100.0,
+            f.delay_seconds.unwrap_or_default()
+        ),
         other => format!("{other} fault"),
     };
     let reason = f
@@ -336,6 +408,11 @@ pub fn render_table(faults: &[Fault]) -> String {
         .map(|f| {
             let target = match f.kind.as_str() {
                 "throttle" => f.api.clone().unwrap_or_default(),
+                "events" => f
+                    .stacks
+                    .as_ref()
+                    .map(|s| s.join(","))
+                    .unwrap_or_else(|| "*".into()),
                 _ => f.stack.clone().unwrap_or_default(),
             };
             let detail = match f.kind.as_str() {
@@ -349,6 +426,15 @@ pub fn render_table(faults: &[Fault]) -> String {
                 .join(", "),
                 "hang" => format!("{}s", f.seconds.unwrap_or_default()),
                 "throttle" => format!("rate {}", f.rate.unwrap_or_default()),
+                "events" => format!(
+                    "drop {} dup {} delay {}s (dropped {}, duplicated {}, delayed {})",
+                    f.drop_rate.unwrap_or_default(),
+                    f.duplicate_rate.unwrap_or_default(),
+                    f.delay_seconds.unwrap_or_default(),
+                    f.dropped.unwrap_or_default(),
+                    f.duplicated.unwrap_or_default(),
+                    f.delayed.unwrap_or_default()
+                ),
                 _ => String::new(),
             };
             [

@@ -32,16 +32,18 @@ pub enum Function {
     Notify,
     Finalize,
     Rollback,
+    Wake,
 }
 
 impl Function {
-    pub const ALL: [Function; 6] = [
+    pub const ALL: [Function; 7] = [
         Function::Plan,
         Function::DeployStack,
         Function::Check,
         Function::Notify,
         Function::Finalize,
         Function::Rollback,
+        Function::Wake,
     ];
 
     /// The Lambda function name, `stackwave-<fn>`.
@@ -53,6 +55,7 @@ impl Function {
             Function::Notify => "stackwave-notify",
             Function::Finalize => "stackwave-finalize",
             Function::Rollback => "stackwave-rollback",
+            Function::Wake => "stackwave-wake",
         }
     }
 
@@ -69,6 +72,7 @@ impl Function {
             Function::Notify => stackwave_notify::handle_json(ctx, input).await,
             Function::Finalize => stackwave_finalize::handle_json(ctx, input).await,
             Function::Rollback => stackwave_rollback::handle_json(ctx, input).await,
+            Function::Wake => stackwave_wake::handle_json(ctx, input).await,
         }
     }
 }

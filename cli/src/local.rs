@@ -60,6 +60,7 @@ pub const FUNCTIONS: &[&str] = &[
     "notify",
     "finalize",
     "rollback",
+    "wake",
 ];
 
 pub fn topic_arn() -> String {
@@ -92,6 +93,7 @@ pub fn substitutions() -> BTreeMap<String, String> {
     m.insert("NotifyFunctionArn".to_string(), function_arn("notify"));
     m.insert("FinalizeFunctionArn".to_string(), function_arn("finalize"));
     m.insert("RollbackFunctionArn".to_string(), function_arn("rollback"));
+    m.insert("WakeFunctionArn".to_string(), function_arn("wake"));
     m
 }
 
@@ -706,6 +708,7 @@ pub async fn setup(cfg: &LocalConfig) -> anyhow::Result<LocalEnv> {
     let definition = render_definition(&text, &substitutions())
         .with_context(|| format!("in {}", asl_path.display()))?;
     let state_machine_arn = put_state_machine(&aws, &definition).await?;
+    put_wake_rule(&http, cfg).await?;
 
     Ok(LocalEnv {
         endpoint: cfg.endpoint.clone(),
@@ -717,6 +720,78 @@ pub async fn setup(cfg: &LocalConfig) -> anyhow::Result<LocalEnv> {
         queue_arn,
         state_machine_arn,
     })
+}
+
+/// The name of template.yaml's `StackStatusRule` locally.
+pub const WAKE_RULE: &str = "stackwave-stack-status";
+
+/// template.yaml's `StackStatusRule` (its `EventPattern`, read from the template) with the
+/// local wake function as target: CloudFormation's stack status changes wake parked runs.
+async fn put_wake_rule(http: &reqwest::Client, cfg: &LocalConfig) -> anyhow::Result<()> {
+    let path = cfg.home.join("template.yaml");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("read {} for the StackStatusRule", path.display()))?;
+    let template: serde_yaml::Value =
+        serde_yaml::from_str(&text).with_context(|| format!("{} is not YAML", path.display()))?;
+    let pattern = template
+        .get("Resources")
+        .and_then(|r| r.get("StackStatusRule"))
+        .and_then(|r| r.get("Properties"))
+        .and_then(|p| p.get("EventPattern"))
+        .ok_or_else(|| {
+            anyhow!(
+                "{} has no StackStatusRule.Properties.EventPattern",
+                path.display()
+            )
+        })?;
+    let pattern = serde_json::to_value(pattern).context("StackStatusRule's EventPattern")?;
+    events_call(
+        http,
+        cfg,
+        "PutRule",
+        &serde_json::json!({"Name": WAKE_RULE, "EventPattern": pattern.to_string(), "State": "ENABLED"}),
+    )
+    .await?;
+    let answer = events_call(
+        http,
+        cfg,
+        "PutTargets",
+        &serde_json::json!({"Rule": WAKE_RULE, "Targets": [{"Id": "wake", "Arn": function_arn("wake")}]}),
+    )
+    .await?;
+    if answer["FailedEntryCount"].as_u64().unwrap_or(0) != 0 {
+        bail!("events:PutTargets for {WAKE_RULE} failed: {answer}");
+    }
+    Ok(())
+}
+
+/// One EventBridge API call (the workspace has no EventBridge SDK client). The emulator reads
+/// the service and region from the credential scope; it does not check signatures.
+async fn events_call(
+    http: &reqwest::Client,
+    cfg: &LocalConfig,
+    action: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let day = chrono::Utc::now().format("%Y%m%d");
+    let response = http
+        .post(&cfg.endpoint)
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header("X-Amz-Target", format!("AWSEvents.{action}"))
+        .header(
+            "Authorization",
+            format!("AWS4-HMAC-SHA256 Credential=testing/{day}/{REGION}/events/aws4_request, SignedHeaders=host, Signature=0"),
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .with_context(|| format!("events:{action}"))?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        bail!("events:{action} answered {status}: {text}");
+    }
+    serde_json::from_str(&text).with_context(|| format!("events:{action} answered {text}"))
 }
 
 async fn list_subscription_endpoints(aws: &Aws, topic_arn: &str) -> anyhow::Result<Vec<String>> {

@@ -150,7 +150,7 @@ enum LocalCommand {
 
 const FAULT_ABOUT: &str = "Script faults in the local emulator, per stack and operation, each \
 through CloudFormation's real status sequence with stack events carrying the reason. `fail` and \
-`hang` apply to the next matching operation once; `throttle` lasts until `clear`. Faults are \
+`hang` apply to the next matching operation once; `throttle` and `events` last until `clear`. Faults are \
 shared by everything using the local AWS.";
 
 #[derive(Debug, Subcommand)]
@@ -199,6 +199,24 @@ enum FaultCommand {
         /// The share of calls throttled, above 0 and at most 1 (0.3 = 30%).
         #[arg(long)]
         rate: f64,
+    },
+    /// Lose, duplicate or delay CloudFormation's stack status change events (EventBridge's
+    /// at-least-once, unordered delivery), until `clear`.
+    Events {
+        #[command(flatten)]
+        args: LocalArgs,
+        /// The share of events never delivered, 0 to 1.
+        #[arg(long, default_value_t = 0.0, value_name = "R")]
+        drop_rate: f64,
+        /// The share of (delivered) events delivered twice, 0 to 1.
+        #[arg(long, default_value_t = 0.0, value_name = "R")]
+        duplicate_rate: f64,
+        /// Each delivery waits a random 0..S seconds, so events arrive late and out of order.
+        #[arg(long, default_value_t = 0.0, value_name = "S")]
+        delay_seconds: f64,
+        /// Only this stack's events (repeatable) [default: every stack's].
+        #[arg(long = "stack", value_name = "STACK")]
+        stacks: Vec<String>,
     },
     /// The faults set, with how often each applied.
     List {
@@ -469,6 +487,21 @@ async fn run_fault(command: FaultCommand) -> anyhow::Result<u8> {
         FaultCommand::Throttle { args, api, rate } => {
             (args, fault::FaultRequest::Throttle { api, rate })
         }
+        FaultCommand::Events {
+            args,
+            drop_rate,
+            duplicate_rate,
+            delay_seconds,
+            stacks,
+        } => (
+            args,
+            fault::FaultRequest::Events {
+                drop_rate,
+                duplicate_rate,
+                delay_seconds,
+                stacks,
+            },
+        ),
     };
     let endpoint = local::resolve_endpoint(args.endpoint.as_deref());
     let set = fault::add(&endpoint, &request).await?;

@@ -39,6 +39,10 @@ pub struct ExecutionInput {
     /// `STACKWAVE_DEFAULT_MAX_CONCURRENCY`, else 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<u32>,
+    /// The fallback poll of the dependency schedule, in seconds: how long the run waits for a
+    /// CloudFormation event before it looks at its stacks anyway (default 300; 1..=3600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_poll_seconds: Option<u32>,
     /// Reserved: validate and plan only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
@@ -87,6 +91,33 @@ pub struct RunContext {
     /// machine's `RollbackWanted` Choice reads `$.run.onFailure`.
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// The schedule's fallback poll (seconds): the `Park` task's timeout while stacks run and no
+    /// CloudFormation event has woken the run.
+    #[serde(default = "default_fallback_poll")]
+    pub fallback_poll_seconds: u32,
+}
+
+/// Default fallback poll of the dependency schedule: events wake the run; this only bounds how
+/// late a lost event makes it.
+pub const DEFAULT_FALLBACK_POLL_SECONDS: u32 = 300;
+
+fn default_fallback_poll() -> u32 {
+    DEFAULT_FALLBACK_POLL_SECONDS
+}
+
+/// Where the wake function finds the run that owns a stack (`WakeIndex`), by stack name: a
+/// CloudFormation event names only the stack. deploy-stack writes it when it starts a stack;
+/// a stack name is unique in an account and region, so the run that started it last owns it.
+pub fn wake_index_key(stack: &str) -> String {
+    format!("wake/stacks/{stack}.json")
+}
+
+/// The run a stack belongs to, for the wake function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WakeIndex {
+    pub execution_arn: String,
+    pub run_prefix: String,
 }
 
 /// Default concurrency of a wave's deploy Map.
@@ -109,6 +140,26 @@ impl RunContext {
     }
     pub fn records_prefix(&self) -> String {
         format!("{}stacks/", self.run_prefix)
+    }
+    /// The dependency schedule's state (`crate::schedule::ScheduleState`).
+    pub fn schedule_key(&self) -> String {
+        format!("{}schedule.json", self.run_prefix)
+    }
+    /// The parked run's task token (`WakeToken`), written by the wake function's park action.
+    pub fn wake_token_key(&self) -> String {
+        Self::wake_token_key_of(&self.run_prefix)
+    }
+    pub fn wake_token_key_of(run_prefix: &str) -> String {
+        format!("{run_prefix}wake/token.json")
+    }
+    /// Present when an event arrived since the last scheduling step looked at the stacks: the
+    /// park action then wakes the run at once (an event between the look and the park is
+    /// never lost).
+    pub fn wake_pending_key(&self) -> String {
+        Self::wake_pending_key_of(&self.run_prefix)
+    }
+    pub fn wake_pending_key_of(run_prefix: &str) -> String {
+        format!("{run_prefix}wake/pending")
     }
     pub fn summary_key(&self) -> String {
         format!("{}summary.json", self.run_prefix)
@@ -186,6 +237,8 @@ pub enum CheckMode {
     Deploy,
     /// The stacks' rollback deletes and restores (the rollback waves).
     Rollback,
+    /// The dependency schedule of one stage ([`ScheduleInput`], [`ScheduleOutput`]).
+    Schedule,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -203,6 +256,63 @@ pub struct CheckOutput {
     pub failed: u32,
     /// Names of failed stacks (at most 20).
     pub failed_stacks: Vec<String>,
+}
+
+/// The scheduling step's input (check, `mode: schedule`): the stage to advance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScheduleInput {
+    pub run: RunContext,
+    /// The stage's index in the plan.
+    pub stage: u32,
+    pub mode: CheckMode,
+}
+
+/// The scheduling step's answer (`ResultPath: $.schedule`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleOutput {
+    /// Stacks to start now (the `DeployReady` Map's items); the schedule counts them started.
+    pub ready: Vec<String>,
+    /// Every stack of the stage has settled (or one failed and none is in flight).
+    pub settled: bool,
+    pub any_failed: bool,
+    /// The `Park` task's timeout: short while a change set is being created (change sets send
+    /// no events), else the fallback poll.
+    pub wait_seconds: u32,
+    pub in_flight: u32,
+    pub succeeded: u32,
+    pub failed: u32,
+    /// Names of failed stacks (at most 20).
+    pub failed_stacks: Vec<String>,
+}
+
+/// The wake function's input: the park action of the state machine, or an EventBridge event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WakeInput {
+    /// `Park`: the run waits for an event (or the fallback poll) with this task token.
+    Park {
+        action: ParkAction,
+        token: String,
+        run: RunContext,
+    },
+    /// A `CloudFormation Stack Status Change` event.
+    Event(serde_json::Value),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ParkAction {
+    Park,
+}
+
+/// The stored task token of a parked run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WakeToken {
+    pub token: String,
+    pub execution_arn: String,
 }
 
 /// The rollback function's input, by `action`.

@@ -11,6 +11,7 @@ pub mod poll;
 pub mod reconcile;
 pub mod record;
 pub mod rollback;
+pub mod schedule;
 pub mod secret;
 pub mod status;
 pub mod summary;

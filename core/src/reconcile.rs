@@ -267,6 +267,21 @@ pub fn timed_out(record: &StackRecord, now: DateTime<Utc>) -> bool {
     past(record, now, 1)
 }
 
+/// Seconds from `now` to the record's next timeout deadline (1×, then 2× `timeoutMinutes`
+/// since `startedAt`: the timeout, then giving up on a cancel), so that a run parked for a
+/// CloudFormation event still looks at the stack when its timeout runs out. `None` once both
+/// have passed, or when `startedAt` does not parse.
+pub fn seconds_to_deadline(record: &StackRecord, now: DateTime<Utc>) -> Option<u64> {
+    let start = parse_timestamp(&record.started_at)?;
+    [1, 2].into_iter().find_map(|factor| {
+        let deadline =
+            start + chrono::Duration::minutes(i64::from(record.timeout_minutes) * factor);
+        u64::try_from((deadline - now).num_seconds())
+            .ok()
+            .filter(|s| *s > 0)
+    })
+}
+
 /// Past `factor` × `timeoutMinutes` since `startedAt`?
 fn past(record: &StackRecord, now: DateTime<Utc>, factor: i64) -> bool {
     parse_timestamp(&record.started_at).is_some_and(|start| {
@@ -1265,6 +1280,25 @@ mod tests {
         let c = advance(&r, &obs(present("UPDATE_IN_PROGRESS"), None, 60 * 60 - 1));
         assert_eq!(c.step, Step::Wait);
         assert!(c.hanging_events_token.is_none());
+    }
+
+    #[test]
+    fn seconds_to_deadline_counts_to_the_timeout_then_to_twice_it() {
+        let mut r = record(Phase::Executing, Operation::Create);
+        r.timeout_minutes = 1;
+        let start = parse_timestamp(&r.started_at).expect("started_at");
+        let at = |s: i64| start + chrono::Duration::seconds(s);
+        assert_eq!(seconds_to_deadline(&r, at(0)), Some(60));
+        assert_eq!(seconds_to_deadline(&r, at(45)), Some(15));
+        assert_eq!(
+            seconds_to_deadline(&r, at(60)),
+            Some(60),
+            "then the 2x deadline"
+        );
+        assert_eq!(seconds_to_deadline(&r, at(119)), Some(1));
+        assert_eq!(seconds_to_deadline(&r, at(120)), None);
+        r.started_at = "not a time".into();
+        assert_eq!(seconds_to_deadline(&r, at(0)), None);
     }
 
     #[test]

@@ -896,6 +896,7 @@ mod tests {
             manifest_uri: "s3://artifacts/deployments/dev/20261127T101500Z/manifest.yaml".into(),
             started_at: "2026-11-27T10:15:00Z".into(),
             on_failure: crate::manifest::OnFailure::Rollback,
+            fallback_poll_seconds: crate::io::DEFAULT_FALLBACK_POLL_SECONDS,
         }
     }
 

@@ -37,7 +37,7 @@ pub const MANIFEST_FILE: &str = "manifest.yaml";
 
 macro_rules! console_shape {
     () => {
-        "{\"environment\": \"dev\" (required: letters, digits and '-', at most 32, starting with a letter or digit), \"manifest\": \"s3://bucket/deployments/dev/<timestamp>/manifest.yaml\" (optional: defaults to the SSM parameter /stackwave/<environment>/manifest-uri), \"pollSeconds\": {\"min\": 5, \"max\": 60} (optional: 1 <= min <= max <= 3600), \"maxConcurrency\": 10 (optional: stacks of one wave deployed at once, 1 to 40)}"
+        "{\"environment\": \"dev\" (required: letters, digits and '-', at most 32, starting with a letter or digit), \"manifest\": \"s3://bucket/deployments/dev/<timestamp>/manifest.yaml\" (optional: defaults to the SSM parameter /stackwave/<environment>/manifest-uri), \"pollSeconds\": {\"min\": 5, \"max\": 60} (optional: 1 <= min <= max <= 3600), \"maxConcurrency\": 10 (optional: stacks in flight at once, 1 to 40), \"fallbackPollSeconds\": 300 (optional: how long to wait for a CloudFormation event before looking anyway, 1 to 3600)}"
     };
 }
 
@@ -257,6 +257,7 @@ fn manifest_uploaded(event: EventBridgeEvent<serde_json::Value>) -> Result<Trigg
             environment,
             poll_seconds: None,
             max_concurrency: None,
+            fallback_poll_seconds: None,
             dry_run: false,
         },
         event: Some(TriggerEvent {
@@ -286,6 +287,7 @@ fn deployment_requested(event: EventBridgeEvent<serde_json::Value>) -> Result<Tr
             environment: detail.environment,
             poll_seconds: detail.poll_seconds,
             max_concurrency: detail.max_concurrency,
+            fallback_poll_seconds: None,
             dry_run: false,
         },
         event: Some(TriggerEvent {
@@ -451,6 +453,7 @@ mod tests {
                 environment: "dev".into(),
                 poll_seconds: None,
                 max_concurrency: None,
+                fallback_poll_seconds: None,
                 dry_run: false,
             }
         );
@@ -578,6 +581,7 @@ mod tests {
                 environment: "dev".into(),
                 poll_seconds: Some(PollSeconds { min: 1, max: 2 }),
                 max_concurrency: Some(3),
+                fallback_poll_seconds: None,
                 dry_run: false,
             }
         );

@@ -317,7 +317,7 @@ def send_to_default_bus(account_id: str, region: str, event: dict[str, Any]) -> 
     """
     from .faults import FAULTS
 
-    for delay in FAULTS.event_deliveries(str(event.get("source", ""))):
+    for delay in FAULTS.event_deliveries(event):
         if delay > 0:
             _delay(delay, lambda: _to_default_bus(account_id, region, event))
         else:

@@ -18,7 +18,8 @@ status sequences implemented in ``cloudformation_async``:
   with the same ``id`` (``duplicateRate``) or delivered late (``delaySeconds``: each copy
   independently after a uniformly random 0..S seconds, so they can arrive out of order), as
   EventBridge's at-least-once, unordered delivery allows. It applies until cleared; ``seed``
-  makes its choices repeatable.
+  makes its choices repeatable; ``stacks`` limits it to the events of those stacks (the
+  ``stack-id`` of a CloudFormation event), so tests running at once do not disturb each other.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Fault:
     extra: dict[str, Any] = field(default_factory=dict)
     # events
     source: str | None = None
+    stacks: list[str] | None = None  # events: only these stacks' events (None: every event)
     drop_rate: float | None = None
     duplicate_rate: float | None = None
     delay_seconds: float | None = None
@@ -78,6 +80,8 @@ class Fault:
             )
             if self.seed is not None:
                 out["seed"] = self.seed
+            if self.stacks is not None:
+                out["stacks"] = self.stacks
             out.update(dropped=self.dropped, duplicated=self.duplicated, delayed=self.delayed)
         out["timesRemaining"] = self.times
         out["applied"] = self.applied
@@ -103,7 +107,7 @@ class FaultRegistry:
             "fail": {"kind", "stack", "on", "resource", "reason", "times"},
             "hang": {"kind", "stack", "on", "seconds", "times"},
             "throttle": {"kind", "api", "rate", "times", "seed"},
-            "events": {"kind", "dropRate", "duplicateRate", "delaySeconds", "seed", "source"},
+            "events": {"kind", "dropRate", "duplicateRate", "delaySeconds", "seed", "source", "stacks"},
         }[kind]
         unknown = set(body) - allowed
         if unknown:
@@ -163,6 +167,10 @@ class FaultRegistry:
         if not isinstance(source, str) or not source:
             raise ValueError("source must be a non-empty string (an event source such as aws.cloudformation)")
         fault.source = source
+        stacks = body.get("stacks")
+        if stacks is not None and (not isinstance(stacks, list) or not stacks or not all(isinstance(x, str) and x for x in stacks)):
+            raise ValueError("stacks must be a non-empty list of stack names")
+        fault.stacks = stacks
         seed = body.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, str))):
             raise ValueError("seed must be an integer or a string")
@@ -204,9 +212,16 @@ class FaultRegistry:
     def peek(self, kind: str, stack: str, on: str) -> Fault | None:
         return self._find(kind, stack, on)
 
-    def event_deliveries(self, source: str) -> list[float]:
-        """The delays (seconds) of each delivery of one event of ``source``: [] if it is lost."""
-        fault = next((f for f in list(self._faults) if f.kind == "events" and f.source == source), None)
+    def event_deliveries(self, event: dict[str, Any]) -> list[float]:
+        """The delays (seconds) of each delivery of one event: [] if it is lost."""
+        source = str(event.get("source", ""))
+        stack_id = str((event.get("detail") or {}).get("stack-id", ""))
+        stack = stack_id.split(":stack/", 1)[1].split("/", 1)[0] if ":stack/" in stack_id else None
+
+        def applies(f: Fault) -> bool:
+            return f.kind == "events" and f.source == source and (f.stacks is None or stack in f.stacks)
+
+        fault = next((f for f in list(self._faults) if applies(f)), None)
         if fault is None:
             return [0.0]
         with self._events_lock:

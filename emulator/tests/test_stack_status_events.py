@@ -143,6 +143,8 @@ def test_events_fault_is_validated_listed_and_cleared(endpoint):
         ({"delaySeconds": -1}, "delaySeconds"),
         ({"source": ""}, "source"),
         ({"seed": [1]}, "seed"),
+        ({"stacks": []}, "stacks"),
+        ({"stacks": "S"}, "stacks"),
         ({"times": 2}, "unknown fields"),
     ]:
         response = control(endpoint, "POST", "faults", {"kind": "events", **body})
@@ -175,6 +177,17 @@ def test_dropped_events_are_never_delivered(cf, endpoint, name, eb, sqs):
     assert receive(sqs, url, 1, timeout=1.5) == []
     listed = the_fault(endpoint, fault["id"])
     assert listed["dropped"] == listed["applied"] >= 2
+
+    control(endpoint, "DELETE", "faults")
+    # Limited to named stacks: the others' events are untouched.
+    only = add_fault(endpoint, kind="events", dropRate=1, stacks=[f"{name}-lost"])
+    create_and_wait(cf, f"{name}-lost")
+    create_and_wait(cf, f"{name}-other")
+    got = by_stack(receive(sqs, url, 2))
+    assert f"{name}-lost" not in got, got
+    assert [s for s, _, _ in got[f"{name}-other"]] == ["CREATE_IN_PROGRESS", "CREATE_COMPLETE"]
+    assert the_fault(endpoint, only["id"])["stacks"] == [f"{name}-lost"]
+    assert the_fault(endpoint, only["id"])["dropped"] >= 2
 
     control(endpoint, "DELETE", "faults")
     cf.delete_stack(StackName=name)

@@ -165,19 +165,71 @@ fn deploy_state(name: &str) -> Value {
 }
 
 #[test]
-fn the_wave_loop_polls_a_whole_wave_with_wait_check_choice() {
+fn a_stage_is_a_schedule_deploy_park_loop() {
     let get = deploy_state;
-    assert_eq!(get("WaitForWave")["Type"], "Wait");
-    assert_eq!(get("WaitForWave")["SecondsPath"], "$.check.nextWaitSeconds");
-    assert_eq!(get("WaitForWave")["Next"], "CheckWave");
-    assert_eq!(
-        get("CheckWave")["Parameters"]["stacks.$"],
-        "$.wave.stacks",
-        "check must poll the whole wave at once"
-    );
-    assert_eq!(get("CheckWave")["Next"], "WaveSettled");
     assert_eq!(get("Stages")["MaxConcurrency"], 1, "stages run in order");
-    assert_eq!(get("Waves")["MaxConcurrency"], 1, "waves run in order");
+    let schedule = get("Schedule");
+    assert_eq!(schedule["Parameters"]["mode"], "schedule");
+    assert_eq!(schedule["Parameters"]["stage.$"], "$.stage.index");
+    assert_eq!(schedule["ResultPath"], "$.schedule");
+    assert_eq!(schedule["Next"], "StageState");
+    let choice = get("StageState");
+    let nexts: Vec<&str> = choice["Choices"]
+        .as_array()
+        .map(|c| c.iter().filter_map(|c| c["Next"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(nexts, ["StageFailed", "StageDone", "DeployReady"]);
+    assert_eq!(
+        choice["Default"], "Park",
+        "nothing ready and not settled: park"
+    );
+    assert_eq!(get("StageFailed")["Error"], "StackFailed");
+    let deploy = get("DeployReady");
+    assert_eq!(deploy["ItemsPath"], "$.schedule.ready");
+    assert_eq!(deploy["MaxConcurrencyPath"], "$.run.maxConcurrency");
+    assert_eq!(
+        deploy["Next"], "Schedule",
+        "after deploying, schedule again at once"
+    );
+    // The park: a callback task whose timeout is the fallback poll, caught back to Schedule.
+    let park = get("Park");
+    assert_eq!(
+        park["Resource"],
+        "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    );
+    assert_eq!(park["Parameters"]["FunctionName"], "${WakeFunctionArn}");
+    assert_eq!(park["Parameters"]["Payload"]["action"], "park");
+    assert_eq!(park["Parameters"]["Payload"]["token.$"], "$$.Task.Token");
+    assert_eq!(park["TimeoutSecondsPath"], "$.schedule.waitSeconds");
+    assert_eq!(park["Next"], "Schedule");
+    let catches = park["Catch"].as_array().cloned().unwrap_or_default();
+    assert_eq!(catches[0]["ErrorEquals"][0], "States.Timeout");
+    assert!(
+        catches.iter().all(|c| c["Next"] == "Schedule"),
+        "a timed-out or failed park falls back to a scheduling step: {catches:?}"
+    );
+}
+
+/// The ASL's Choice on the scheduling step reads the fields core's ScheduleOutput writes.
+#[test]
+fn the_stage_choice_reads_schedule_output_fields() {
+    let out = serde_json::to_value(stackwave_core::io::ScheduleOutput {
+        ready: vec!["A".into()],
+        settled: false,
+        any_failed: false,
+        wait_seconds: 5,
+        in_flight: 0,
+        succeeded: 0,
+        failed: 0,
+        failed_stacks: vec![],
+    })
+    .expect("serialize");
+    for field in ["ready", "settled", "anyFailed", "waitSeconds"] {
+        assert!(
+            out.get(field).is_some(),
+            "ScheduleOutput has no {field}: {out}"
+        );
+    }
 }
 
 #[test]

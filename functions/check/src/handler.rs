@@ -7,6 +7,7 @@
 //! machine how long to wait before the next check.
 
 mod rollback;
+mod schedule;
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,7 +16,7 @@ use aws_sdk_cloudformation::types::{ChangeSetType, Stack};
 use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt, TryStreamExt};
 use stackwave_aws::{aws_error, Ctx, RunStore};
-use stackwave_core::io::{CheckInput, CheckMode, CheckOutput, RunContext};
+use stackwave_core::io::{CheckInput, CheckMode, CheckOutput, RunContext, ScheduleInput};
 use stackwave_core::plan::{Plan, PlannedStack};
 use stackwave_core::poll;
 use stackwave_core::reconcile::{
@@ -42,8 +43,15 @@ const CONCURRENCY: usize = 8;
 const MAX_FAILED_NAMES: usize = 20;
 
 pub async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> {
-    if input.mode == CheckMode::Rollback {
-        return rollback::handle(ctx, input).await;
+    match input.mode {
+        CheckMode::Rollback => return rollback::handle(ctx, input).await,
+        CheckMode::Deploy => {}
+        CheckMode::Schedule => {
+            return Err(Error::InvalidInput {
+                message: "mode `schedule` takes {\"run\", \"stage\", \"mode\"}".into(),
+                accepted: schedule::ACCEPTED.into(),
+            })
+        }
     }
     let run = &input.run;
     let store = RunStore::for_run(&ctx.clients.s3, run);
@@ -58,6 +66,30 @@ pub async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> 
         )));
     }
 
+    let current = advance_round(ctx, run, &store, &records).await?;
+    let current: Vec<&StackRecord> = current.iter().collect();
+    let output = summarize(run, &current, input.attempt);
+    tracing::info!(
+        attempt = output.attempt,
+        settled = output.settled,
+        in_progress = output.in_progress,
+        succeeded = output.succeeded,
+        failed = output.failed,
+        next_wait_seconds = output.next_wait_seconds,
+        "wave checked"
+    );
+    Ok(output)
+}
+
+/// One round over `records` (deploy and schedule mode): observe every unsettled stack in one
+/// pass, advance each record (`reconcile::advance`), take its step, write the records that
+/// changed. The answer is every record as it is after the round, in input order.
+pub(crate) async fn advance_round(
+    ctx: &Ctx,
+    run: &RunContext,
+    store: &RunStore,
+    records: &[StackRecord],
+) -> Result<Vec<StackRecord>, Error> {
     let open: Vec<&StackRecord> = records.iter().filter(|r| r.phase != Phase::Done).collect();
     let now = Utc::now();
     let stacks = observe_stacks(ctx, &open).await?;
@@ -86,7 +118,6 @@ pub async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> 
                 now,
             };
             let plan = plan.as_ref();
-            let store = &store;
             async move {
                 (
                     record.stack.clone(),
@@ -99,20 +130,9 @@ pub async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> 
         .await;
 
     let mut advanced: HashMap<String, StackRecord> = HashMap::new();
-    let changed = end_round(run, &store, &records, &mut advanced, results).await?;
-    let current = current(&records, &advanced);
-    let output = summarize(run, &current, input.attempt);
-    tracing::info!(
-        attempt = output.attempt,
-        settled = output.settled,
-        in_progress = output.in_progress,
-        succeeded = output.succeeded,
-        failed = output.failed,
-        changed,
-        next_wait_seconds = output.next_wait_seconds,
-        "wave checked"
-    );
-    Ok(output)
+    let changed = end_round(run, store, records, &mut advanced, results).await?;
+    tracing::debug!(changed, "records written");
+    Ok(current(records, &advanced).into_iter().cloned().collect())
 }
 
 /// The end of one check round, in both modes. Each stack's step result is kept in `advanced`;
@@ -171,6 +191,10 @@ pub(crate) fn current<'a>(
 
 /// The JSON entry point used by main.rs and by the local gateway.
 pub async fn handle_json(ctx: &Ctx, input: serde_json::Value) -> Result<serde_json::Value, Error> {
+    if input.get("mode").and_then(serde_json::Value::as_str) == Some("schedule") {
+        let input: ScheduleInput = stackwave_aws::parse_input(input, schedule::ACCEPTED)?;
+        return stackwave_aws::to_output(&Box::pin(schedule::handle(ctx, input)).await?);
+    }
     let input: CheckInput = stackwave_aws::parse_input(input, ACCEPTED)?;
     // Boxed: the nested SDK futures would otherwise overflow the compiler's layout depth.
     stackwave_aws::to_output(&Box::pin(handle(ctx, input)).await?)
@@ -203,7 +227,7 @@ fn summarize(run: &RunContext, records: &[&StackRecord], attempt: u32) -> CheckO
     }
 }
 
-fn count(n: usize) -> u32 {
+pub(crate) fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 

@@ -14,7 +14,9 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use chrono::Utc;
 pub use stackwave_aws::cfn::{describe_stack, is_stack_absent};
 use stackwave_aws::{aws_error, secrets, Ctx, RunStore};
-use stackwave_core::io::{DeployStackInput, DeployStackOutput, RunContext};
+use stackwave_core::io::{
+    wake_index_key, DeployStackInput, DeployStackOutput, RunContext, WakeIndex,
+};
 use stackwave_core::manifest::ParamValue;
 use stackwave_core::plan::PlannedStack;
 use stackwave_core::reconcile::{self, Start};
@@ -45,6 +47,13 @@ pub async fn handle(ctx: &Ctx, input: DeployStackInput) -> Result<DeployStackOut
             run.plan_key()
         ))
     })?;
+
+    // Before the operation starts, so that its CloudFormation events find this run.
+    let index = WakeIndex {
+        execution_arn: run.execution_arn.clone(),
+        run_prefix: run.run_prefix.clone(),
+    };
+    store.put_json(&wake_index_key(stack), &index).await?;
 
     let mut record = new_record(run, planned);
     match start(ctx, run, &store, planned, &mut record).await {
@@ -89,7 +98,8 @@ fn output_of(record: &StackRecord) -> DeployStackOutput {
     }
 }
 
-fn new_record(run: &RunContext, planned: &PlannedStack) -> StackRecord {
+/// A new record of a stack this run starts (phase `change_set_pending`).
+pub fn new_record(run: &RunContext, planned: &PlannedStack) -> StackRecord {
     StackRecord {
         stack: planned.name.clone(),
         stage: planned.stage.clone(),

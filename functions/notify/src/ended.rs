@@ -73,6 +73,7 @@ pub async fn handle(ctx: &Ctx, event: &Value) -> Result<Value, Error> {
             .map(stackwave_core::reconcile::timestamp)
             .unwrap_or_default(),
         on_failure: Default::default(),
+        fallback_poll_seconds: stackwave_core::io::DEFAULT_FALLBACK_POLL_SECONDS,
     };
     let store = RunStore::for_run(&ctx.clients.s3, &run);
     if store.exists(&run.summary_key()).await? {

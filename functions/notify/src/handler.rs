@@ -427,6 +427,7 @@ mod tests {
             manifest_uri: "s3://artifacts/deployments/dev/t1/manifest.yaml".into(),
             started_at: "2026-11-27T10:15:00.000Z".into(),
             on_failure: stackwave_core::manifest::OnFailure::Rollback,
+            fallback_poll_seconds: stackwave_core::io::DEFAULT_FALLBACK_POLL_SECONDS,
         }
     }
 

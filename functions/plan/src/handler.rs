@@ -52,7 +52,7 @@ pub async fn handle(ctx: &Ctx, input: PlanInput) -> Result<PlanOutput, Error> {
     let Trigger { input: exec, event } = trigger::from_value(input)?;
     validate_execution(&execution)?;
     let environment = exec.environment.clone();
-    let (poll, max_concurrency) =
+    let (poll, max_concurrency, fallback_poll_seconds) =
         validate_settings(&exec).map_err(|e| from_event(e, event.as_ref()))?;
     if let Some(event) = &event {
         claim_event(ctx, &environment, event, &execution).await?;
@@ -116,6 +116,7 @@ pub async fn handle(ctx: &Ctx, input: PlanInput) -> Result<PlanOutput, Error> {
         manifest_uri: manifest_uri.clone(),
         started_at: started_at(execution.start_time.as_deref()),
         on_failure: plan.on_failure,
+        fallback_poll_seconds,
     };
     // One deployment per environment: the lease is taken once the input and the manifest are
     // valid; finalize releases it (`stackwave_aws::lock`).
@@ -175,17 +176,33 @@ pub fn parse_execution_input(value: serde_json::Value) -> Result<ExecutionInput,
     trigger::from_value(value).map(|t| t.input)
 }
 
-/// Environment, poll settings, concurrency and the reserved dry-run flag.
-fn validate_settings(exec: &ExecutionInput) -> Result<(PollSeconds, u32), Error> {
+/// Environment, poll settings (the fallback poll too), concurrency and the reserved dry-run
+/// flag.
+fn validate_settings(exec: &ExecutionInput) -> Result<(PollSeconds, u32, u32), Error> {
     validate_environment(&exec.environment)?;
     let poll = validate_poll(exec.poll_seconds)?;
+    let fallback = validate_fallback_poll(exec.fallback_poll_seconds)?;
     let max_concurrency = validate_max_concurrency(exec.max_concurrency)?;
     if exec.dry_run {
         return Err(invalid(
             "`dryRun` is reserved and not supported yet; nothing was deployed. Fix: remove `dryRun` to deploy, or run `stackwave validate` to check a manifest without deploying",
         ));
     }
-    Ok((poll, max_concurrency))
+    Ok((poll, max_concurrency, fallback))
+}
+
+/// The schedule's fallback poll, or the default; `1 <= fallbackPollSeconds <= 3600`.
+pub fn validate_fallback_poll(seconds: Option<u32>) -> Result<u32, Error> {
+    let seconds = seconds.unwrap_or(stackwave_core::io::DEFAULT_FALLBACK_POLL_SECONDS);
+    if (1..=MAX_POLL_SECONDS).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(invalid(format!(
+            "fallbackPollSeconds {seconds} is out of range: need 1 <= fallbackPollSeconds <= {MAX_POLL_SECONDS}. \
+             Fix: give a number of seconds in that range, or leave it out for the default ({})",
+            stackwave_core::io::DEFAULT_FALLBACK_POLL_SECONDS
+        )))
+    }
 }
 
 /// An input error in an event's values names the event and shows every accepted shape.
@@ -663,6 +680,22 @@ mod tests {
         ] {
             let err = validate_environment(bad).unwrap_err();
             assert_eq!(err.name(), "InvalidInput", "{bad}");
+        }
+    }
+
+    #[test]
+    fn fallback_poll_bounds() {
+        assert_eq!(
+            validate_fallback_poll(None).unwrap(),
+            stackwave_core::io::DEFAULT_FALLBACK_POLL_SECONDS
+        );
+        assert_eq!(validate_fallback_poll(Some(1)).unwrap(), 1);
+        assert_eq!(validate_fallback_poll(Some(3600)).unwrap(), 3600);
+        for bad in [0, 3601] {
+            let err = validate_fallback_poll(Some(bad)).unwrap_err();
+            assert_eq!(err.name(), "InvalidInput");
+            assert!(err.to_string().contains("fallbackPollSeconds"), "{err}");
+            assert!(err.to_string().contains("Fix:"), "{err}");
         }
     }
 

@@ -147,6 +147,7 @@ pub fn run() -> RunContext {
         manifest_uri: format!("s3://{BUCKET}/deployments/dev/20261127T101500Z/manifest.yaml"),
         started_at: "2026-11-27T10:15:00Z".into(),
         on_failure: OnFailure::Rollback,
+        fallback_poll_seconds: stackwave_core::io::DEFAULT_FALLBACK_POLL_SECONDS,
     }
 }
 

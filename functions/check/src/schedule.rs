@@ -1,0 +1,151 @@
+//! The scheduling step (check, `mode: schedule`; docs/design.md, "Schedule").
+//!
+//! One step per wake-up of a stage: it clears the run's wake flag, advances every stack in
+//! flight exactly as a check round does (observe, reconcile, take the step), records the
+//! stacks that settled in the schedule state, and answers which stacks start now
+//! (`stackwave_core::schedule::decide`) and how long to park if none does. It never waits.
+
+use stackwave_aws::{Ctx, RunStore};
+use stackwave_core::io::{ScheduleInput, ScheduleOutput};
+use stackwave_core::plan::PlannedStack;
+use stackwave_core::poll;
+use stackwave_core::reconcile;
+use stackwave_core::record::{Action, Phase, StackRecord};
+use stackwave_core::schedule::{self, Outcome, ScheduleState};
+use stackwave_core::Error;
+
+use crate::{advance_round, count};
+
+/// The input shape, shown in `InvalidInput` errors.
+pub const ACCEPTED: &str = "{\"mode\": \"schedule\", \"run\": {...}, \"stage\": 0}";
+
+/// At most this many failed stack names in the output.
+const MAX_FAILED_NAMES: usize = 20;
+
+pub async fn handle(ctx: &Ctx, input: ScheduleInput) -> Result<ScheduleOutput, Error> {
+    let run = &input.run;
+    let store = RunStore::for_run(&ctx.clients.s3, run);
+    // Cleared before the stacks are observed: an event after this point sets it again, and
+    // the park that follows then wakes at once (the wake function writes the flag first).
+    store.delete(&run.wake_pending_key()).await?;
+    let plan = store.plan(run).await?;
+    if !plan.stages.iter().any(|s| s.index == input.stage) {
+        return Err(Error::Internal(format!(
+            "stage {} is not in the plan at s3://{}/{}. Fix: this is a bug in the state machine input",
+            input.stage,
+            run.bucket,
+            run.plan_key()
+        )));
+    }
+    let stage: Vec<&PlannedStack> = plan
+        .stacks
+        .iter()
+        .filter(|s| s.stage_index == input.stage)
+        .collect();
+    let mut state: ScheduleState = store
+        .get_json(&run.schedule_key())
+        .await?
+        .unwrap_or_default();
+
+    let in_flight: Vec<String> = state.in_flight().cloned().collect();
+    let mut records = store.records(run, &in_flight).await?;
+    for name in &in_flight {
+        if records.iter().any(|r| &r.stack == name) {
+            continue;
+        }
+        // Asked to start, and no record: deploy-stack's invocation failed past its retries
+        // before it could write one. Recorded failed, so the summary names it.
+        let Some(planned) = plan.stack(name) else {
+            continue;
+        };
+        let mut record = stackwave_deploy_stack::new_record(run, planned);
+        record.phase = Phase::Done;
+        record.action = Action::Failed;
+        record.reason = format!(
+            "deploy-stack did not start stack {name}: its invocation failed past its retries \
+             (the execution's DeployStack state shows the error). Nothing was changed on the stack. \
+             Fix: run the deployment again"
+        );
+        record.finished_at = Some(reconcile::timestamp(chrono::Utc::now()));
+        store.put_record(run, &record).await?;
+        records.push(record);
+    }
+
+    let current = advance_round(ctx, run, &store, &records).await?;
+    for record in &current {
+        if let Some(outcome) = Outcome::of(record) {
+            state.settled.insert(record.stack.clone(), outcome);
+        }
+    }
+
+    let max = usize::try_from(run.max_concurrency).unwrap_or(usize::MAX);
+    let decision = schedule::decide(&stage, &state, max);
+    if !decision.stuck.is_empty() {
+        return Err(Error::Internal(format!(
+            "stacks {} of stage {} can never start: a dependency is neither deployed nor able to start. \
+             Fix: this is a bug in the plan; run `stackwave validate` on the manifest",
+            decision.stuck.join(", "),
+            input.stage
+        )));
+    }
+    state.started.extend(decision.ready.iter().cloned());
+    state.rounds = state.rounds.saturating_add(1);
+    store.put_json(&run.schedule_key(), &state).await?;
+
+    let output = output_of(run, &stage, &state, &decision, &current);
+    tracing::info!(
+        stage = input.stage,
+        round = state.rounds,
+        ready = ?output.ready,
+        settled = output.settled,
+        any_failed = output.any_failed,
+        in_flight = output.in_flight,
+        succeeded = output.succeeded,
+        failed = output.failed,
+        wait_seconds = output.wait_seconds,
+        "scheduled"
+    );
+    Ok(output)
+}
+
+/// The answer. A change set being created sends no event, so a park while one is pending
+/// lasts `poll.min` (jittered); otherwise the fallback poll, since an event wakes the run; and
+/// never past the next timeout deadline of a stack in flight.
+fn output_of(
+    run: &stackwave_core::io::RunContext,
+    stage: &[&PlannedStack],
+    state: &ScheduleState,
+    decision: &schedule::Decision,
+    current: &[StackRecord],
+) -> ScheduleOutput {
+    let change_set_pending = current.iter().any(|r| r.phase == Phase::ChangeSetPending);
+    let fallback = if change_set_pending {
+        poll::next_wait(run.poll, 0, fastrand::f64())
+    } else {
+        run.fallback_poll_seconds.max(1)
+    };
+    // Never park past a stack's timeout: no event comes when a stack hangs.
+    let now = chrono::Utc::now();
+    let wait_seconds = current
+        .iter()
+        .filter(|r| r.phase != Phase::Done)
+        .filter_map(|r| reconcile::seconds_to_deadline(r, now))
+        .map(|s| u32::try_from(s.saturating_add(1)).unwrap_or(u32::MAX))
+        .fold(fallback, u32::min)
+        .max(1);
+    ScheduleOutput {
+        ready: decision.ready.clone(),
+        settled: decision.settled,
+        any_failed: decision.any_failed,
+        wait_seconds,
+        in_flight: count(decision.in_flight),
+        succeeded: count(decision.succeeded),
+        failed: count(decision.failed),
+        failed_stacks: stage
+            .iter()
+            .filter(|s| state.settled.get(&s.name) == Some(&Outcome::Failed))
+            .take(MAX_FAILED_NAMES)
+            .map(|s| s.name.clone())
+            .collect(),
+    }
+}

@@ -1,0 +1,197 @@
+//! The dependency schedule and the event-driven wake-up, end to end: the real state machine in
+//! moto's executor, the real check, deploy-stack and wake handlers behind the gateway, and the
+//! emulator's CloudFormation events on the default bus (the local rule targets the wake
+//! function, as template.yaml's StackStatusRule does).
+//!
+//! Nothing here asserts a duration: order (which stack started before which one settled) and
+//! the execution history (how each park ended) say what happened. Latencies are in
+//! `make bench`.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use aws_sdk_sfn::types::HistoryEventType;
+use serde_json::{json, Value};
+use stackwave_e2e::{local, summary_actions, synthetic_dir, unique_env, Execution, Local};
+
+/// Three stacks in one stage: `Net` (1 s) and `Slow` (8 s) are independent, `Db` depends on
+/// `Net`. Then one stage after it.
+fn manifest() -> String {
+    "name: sched\nstages:\n  - name: one\n    stacks:\n      - name: Net-${environment}\n        template: templates/unit.yaml\n      - name: Slow-${environment}\n        template: templates/unit.yaml\n      - name: Db-${environment}\n        template: templates/unit.yaml\n        parameters:\n          Upstream: {output: Net-${environment}.Id}\n  - name: two\n    stacks:\n      - name: Api-${environment}\n        template: templates/unit.yaml\n        dependsOn: [Db-${environment}]\n".to_string()
+}
+
+fn names(env: &str) -> [String; 4] {
+    ["Net", "Slow", "Db", "Api"].map(|s| format!("{s}-{env}"))
+}
+
+/// Run the manifest with `fallback` seconds of fallback poll; returns the ended execution.
+async fn run(local: &Local, env: &str, fallback: u32, timeout: Duration) -> Result<Execution> {
+    let [net, slow, db, api] = names(env);
+    local
+        .set_stack_seconds(&[(net, 1.0), (slow, 8.0), (db, 1.0), (api, 1.0)])
+        .await?;
+    let dir = synthetic_dir("sched", &manifest())?;
+    let uri = local
+        .upload_dir(dir.path(), &format!("tests/{env}"))
+        .await?;
+    local
+        .run_execution(
+            &format!("{env}-run"),
+            &json!({"manifest": uri, "environment": env, "fallbackPollSeconds": fallback,
+                    "pollSeconds": {"min": 1, "max": 2}}),
+            timeout,
+        )
+        .await
+}
+
+/// When the stack's status first became `status` (its stack-level event).
+async fn first_event(
+    local: &Local,
+    stack: &str,
+    status: &str,
+) -> Result<aws_smithy_types::DateTime> {
+    local
+        .stack_events(stack)
+        .await?
+        .into_iter()
+        .find(|e| {
+            e.logical_resource_id() == Some(stack)
+                && e.resource_status().map(|s| s.as_str()) == Some(status)
+        })
+        .and_then(|e| e.timestamp().copied())
+        .with_context(|| format!("{stack} has no {status} event"))
+}
+
+fn secs(t: &aws_smithy_types::DateTime) -> f64 {
+    t.as_secs_f64()
+}
+
+/// How the execution's `Park` tasks ended: (woken by SendTaskSuccess, timed out).
+async fn parks(local: &Local, arn: &str) -> Result<(usize, usize)> {
+    let history = local.history(arn).await?;
+    let mut park_ids = std::collections::HashSet::new();
+    for e in &history {
+        if e.r#type() == &HistoryEventType::TaskStateEntered
+            && e.state_entered_event_details().map(|d| d.name()) == Some("Park")
+        {
+            park_ids.insert(e.id());
+        }
+    }
+    let woken = history
+        .iter()
+        .filter(|e| {
+            e.r#type() == &HistoryEventType::TaskSucceeded
+                && e.task_succeeded_event_details()
+                    .is_some_and(|d| d.resource_type() == "lambda")
+        })
+        .count();
+    let timed_out = history
+        .iter()
+        .filter(|e| e.r#type() == &HistoryEventType::TaskTimedOut)
+        .count();
+    assert!(!park_ids.is_empty(), "the run never parked: {history:?}");
+    Ok((woken, timed_out))
+}
+
+fn assert_all_created(exec: &Execution, env: &str) {
+    assert_eq!(exec.status, "SUCCEEDED", "{exec:?}");
+    let output = exec.output.clone().unwrap_or(Value::Null);
+    let actions = summary_actions(&output);
+    for stack in names(env) {
+        assert_eq!(
+            actions.get(&stack).map(String::as_str),
+            Some("created"),
+            "{stack}: {output:#}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dependant_starts_when_its_dependency_is_done_not_when_an_unrelated_stack_is(
+) -> Result<()> {
+    let local = local().await?;
+    let env = unique_env("dag");
+    // A 600 s fallback: if events did not wake the run, it could not end within the timeout.
+    let exec = run(&local, &env, 600, Duration::from_secs(120)).await?;
+    assert_all_created(&exec, &env);
+    let [net, slow, db, api] = names(&env);
+
+    // Db started (its change set executed) after Net completed and before Slow did.
+    let net_done = first_event(&local, &net, "CREATE_COMPLETE").await?;
+    let db_started = first_event(&local, &db, "CREATE_IN_PROGRESS").await?;
+    let slow_done = first_event(&local, &slow, "CREATE_COMPLETE").await?;
+    assert!(
+        secs(&db_started) >= secs(&net_done),
+        "Db started before Net was done"
+    );
+    assert!(
+        secs(&db_started) < secs(&slow_done),
+        "Db waited for the unrelated Slow: Db started {db_started:?}, Slow done {slow_done:?}"
+    );
+    // Stages are barriers: Api (stage two) started after all of stage one.
+    let api_started = first_event(&local, &api, "CREATE_IN_PROGRESS").await?;
+    assert!(
+        secs(&api_started) >= secs(&slow_done),
+        "Api started before stage one settled"
+    );
+
+    // Every park ended by an event: none waited out the fallback poll.
+    let (woken, timed_out) = parks(&local, &exec.arn).await?;
+    assert_eq!(
+        timed_out, 0,
+        "a park timed out although events were delivered"
+    );
+    assert!(woken > 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_every_event_lost_the_fallback_poll_still_completes_the_run() -> Result<()> {
+    let local = local().await?;
+    let env = unique_env("lost");
+    let fault = local
+        .fault(json!({"kind": "events", "dropRate": 1, "stacks": names(&env)}))
+        .await?;
+    let exec = run(&local, &env, 2, Duration::from_secs(120)).await;
+    local.remove_fault(&fault).await?;
+    let exec = exec?;
+    assert_all_created(&exec, &env);
+    let (woken, timed_out) = parks(&local, &exec.arn).await?;
+    assert!(timed_out > 0, "no park timed out, yet every event was lost");
+    assert_eq!(woken, 0, "a park was woken, yet every event was lost");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicated_late_and_reordered_events_change_nothing() -> Result<()> {
+    let local = local().await?;
+    let env = unique_env("late");
+    // Every event twice, each copy up to 3 s late: copies arrive after the run moved on (their
+    // token is used or stale) and out of order (a COMPLETE before an IN_PROGRESS).
+    let fault = local
+        .fault(
+            json!({"kind": "events", "duplicateRate": 1, "delaySeconds": 3, "seed": 7,
+                      "stacks": names(&env)}),
+        )
+        .await?;
+    let exec = run(&local, &env, 30, Duration::from_secs(180)).await;
+    // Let the last late copies arrive before the fault goes, so they meet a finished run.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    local.remove_fault(&fault).await?;
+    let exec = exec?;
+    assert_all_created(&exec, &env);
+    // Each stack was deployed once: one create, no second operation from a stale wake-up.
+    for stack in names(&env) {
+        let creates = local
+            .stack_events(&stack)
+            .await?
+            .iter()
+            .filter(|e| {
+                e.logical_resource_id() == Some(stack.as_str())
+                    && e.resource_status().map(|s| s.as_str()) == Some("CREATE_IN_PROGRESS")
+            })
+            .count();
+        assert_eq!(creates, 1, "{stack} was created {creates} times");
+    }
+    Ok(())
+}
