@@ -582,6 +582,36 @@ mod tests {
     }
 
     #[test]
+    fn events_faults_are_checked_and_sent_with_their_stacks() {
+        let events = |drop_rate: f64, duplicate_rate: f64, delay_seconds: f64, stacks: &[&str]| {
+            FaultRequest::Events {
+                drop_rate,
+                duplicate_rate,
+                delay_seconds,
+                stacks: stacks.iter().map(|s| s.to_string()).collect(),
+            }
+        };
+        for (bad, flag) in [
+            (events(1.5, 0.0, 0.0, &[]), "--drop-rate"),
+            (events(0.0, -0.1, 0.0, &[]), "--duplicate-rate"),
+            (events(0.0, 0.0, f64::NAN, &[]), "--delay-seconds"),
+            (events(0.0, 0.0, 0.0, &[]), "--drop-rate"),
+            (events(1.0, 0.0, 0.0, &[""]), "--stack"),
+        ] {
+            let e = bad.validate().expect_err("invalid").to_string();
+            assert!(e.contains(flag) && e.contains("Fix:"), "{e}");
+        }
+        let ok = events(0.5, 0.25, 3.0, &["Net-dev"]);
+        ok.validate().expect("valid");
+        assert_eq!(
+            ok.body(),
+            json!({"kind": "events", "dropRate": 0.5, "duplicateRate": 0.25, "delaySeconds": 3.0,
+                   "stacks": ["Net-dev"]})
+        );
+        assert!(events(1.0, 0.0, 0.0, &[]).body().get("stacks").is_none());
+    }
+
+    #[test]
     fn descriptions_and_table() {
         let faults = vec![
             fault(

@@ -681,6 +681,7 @@ mod tests {
             name: "demo".into(),
             environment: "dev".into(),
             on_failure: OnFailure::Retain,
+            schedule: Default::default(),
             stages: vec![
                 PlannedStage {
                     index: 0,

@@ -154,6 +154,7 @@ mod tests {
             name: "p".into(),
             environment: "dev".into(),
             on_failure: OnFailure::Rollback,
+            schedule: Default::default(),
             stages: vec![
                 PlannedStage {
                     index: 0,

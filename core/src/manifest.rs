@@ -81,6 +81,32 @@ pub enum OnFailure {
     Retain,
 }
 
+/// How stacks wait for each other (the manifest's `schedule`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum Schedule {
+    /// Stages are barriers: a stage starts once every stack of the stage before it has
+    /// succeeded; inside a stage, a stack starts once its dependencies have (default).
+    #[default]
+    Stages,
+    /// Only dependencies (`dependsOn`, `{output}`) order stacks, across stages too: a stack of a
+    /// later stage starts as soon as its own dependencies are done. Stages become labels. An
+    /// undeclared dependency (an SSM parameter an earlier stage writes, say) is no longer
+    /// honoured: declare it with `dependsOn`.
+    Dependencies,
+}
+
+impl Schedule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Schedule::Stages => "stages",
+            Schedule::Dependencies => "dependencies",
+        }
+    }
+}
+
 impl OnFailure {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -158,6 +184,10 @@ pub struct Manifest {
     /// What happens to the stacks this run changed when a stack fails.
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// `stages` (the default: stages are barriers) or `dependencies` (only dependencies order
+    /// stacks, across stages).
+    #[serde(default)]
+    pub schedule: Schedule,
     pub stages: Vec<Stage>,
 }
 
@@ -536,7 +566,14 @@ pub(crate) fn closest<'a>(
         .map(|(_, _, c)| c)
 }
 
-const MANIFEST_FIELDS: &[&str] = &["version", "name", "defaults", "onFailure", "stages"];
+const MANIFEST_FIELDS: &[&str] = &[
+    "version",
+    "name",
+    "defaults",
+    "onFailure",
+    "schedule",
+    "stages",
+];
 const DEFAULTS_FIELDS: &[&str] = &["tags", "capabilities", "timeoutMinutes"];
 const STAGE_FIELDS: &[&str] = &["name", "stacks"];
 const STACK_FIELDS: &[&str] = &[
@@ -863,6 +900,22 @@ impl Walker<'_> {
             }
         };
 
+        let schedule = match f.get("schedule") {
+            None | Some(Value::Null) => Some(Schedule::default()),
+            Some(Value::String(s)) if s == "stages" => Some(Schedule::Stages),
+            Some(Value::String(s)) if s == "dependencies" => Some(Schedule::Dependencies),
+            Some(v) => {
+                self.issue(
+                    None,
+                    "schedule",
+                    format!("expected `stages` or `dependencies`, found {}", kind(v)),
+                    "write `schedule: stages` (the default: each stage waits for the one before) or \
+                     `schedule: dependencies` (a stack waits only for its own dependencies)",
+                );
+                None
+            }
+        };
+
         let stages = match f.get("stages") {
             None | Some(Value::Null) => {
                 self.issue(
@@ -881,6 +934,7 @@ impl Walker<'_> {
             name: name?,
             defaults: defaults?,
             on_failure: on_failure?,
+            schedule: schedule?,
             stages: stages?,
         })
     }
@@ -1421,7 +1475,7 @@ stages:
         assert!(colour.message.contains("unknown field `colour`"));
         assert!(colour
             .fix
-            .contains("version, name, defaults, onFailure, stages"));
+            .contains("version, name, defaults, onFailure, schedule, stages"));
 
         let dep = find(&all, "stages[0].stacks[0].dependson");
         assert_eq!(dep.stack.as_deref(), Some("Net-dev"));
@@ -1612,8 +1666,25 @@ stages:
         )
         .expect("valid");
         assert_eq!(m.on_failure, OnFailure::Retain);
+        assert_eq!(m.schedule, Schedule::Stages, "stages by default");
         assert_eq!(m.stages[0].stacks[1].name, "B");
         assert_eq!(m.stages[0].stacks[1].timeout_minutes, Some(5));
+    }
+
+    #[test]
+    fn schedule_is_stages_or_dependencies() {
+        let m = parse(
+            "name: x\nschedule: dependencies\nstages:\n- name: a\n  stacks:\n  - {name: A, template: t.yaml}\n",
+            "dev",
+        )
+        .expect("valid");
+        assert_eq!(m.schedule, Schedule::Dependencies);
+        let all = issues("name: x\nschedule: waves\nstages:\n- name: a\n  stacks:\n  - {name: A, template: t.yaml}\n");
+        let text = render_issues(&all);
+        assert!(
+            text.contains("schedule") && text.contains("`dependencies`"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub struct Plan {
     pub name: String,
     pub environment: String,
     pub on_failure: OnFailure,
+    /// The manifest's `schedule`: with `dependencies`, the first stage's scheduling step
+    /// schedules every stack of the plan, across stages.
+    #[serde(default)]
+    pub schedule: crate::manifest::Schedule,
     pub stages: Vec<PlannedStage>,
     /// Every stack, in stage then wave then manifest order.
     pub stacks: Vec<PlannedStack>,
@@ -545,6 +549,7 @@ pub fn build(
         name: manifest.name.clone(),
         environment: environment.to_string(),
         on_failure: manifest.on_failure,
+        schedule: manifest.schedule,
         stages,
         stacks,
     })

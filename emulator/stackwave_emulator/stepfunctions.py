@@ -46,6 +46,10 @@
    A Retry attempt of a ``.waitForTaskToken`` task is a new task with a new token (moto
    reused the first attempt's token, whose outcome was already in, so every retry ended at
    once with the first attempt's outcome).
+
+7. StopExecution ends an execution whose task waits for its callback (`.waitForTaskToken`) at
+   once, ABORTED, and its token answers ``TaskTimedOut`` from then on. moto left the waiting
+   task blocked until its timeout (or forever without one), the execution RUNNING meanwhile.
 """
 
 from __future__ import annotations
@@ -263,7 +267,16 @@ def install() -> None:
 
     def execution_stop(self: Any, *args: Any, **kwargs: Any) -> Any:
         self.stackwave_stopped = True
-        return _ORIGINAL["execution_stop"](self, *args, **kwargs)
+        result = _ORIGINAL["execution_stop"](self, *args, **kwargs)
+        # A task waiting for its callback ends with the execution (7): wake every waiter, the
+        # stopped program then ends instead of starting the next state.
+        env = getattr(getattr(self, "exec_worker", None), "env", None)
+        manager = getattr(env, "callback_pool_manager", None)
+        for endpoint in list(getattr(manager, "_pool", {}).values()):
+            with _TOKENS:
+                _close(endpoint)
+            endpoint.interrupt_all()
+        return result
 
     def terminated(self: Any) -> None:
         from moto.stepfunctions.parser.api import ExecutionStatus

@@ -162,3 +162,33 @@ def test_a_retry_attempt_gets_a_new_token(sfn, name):
     done = finished(sfn, execution)
     assert done["status"] == "SUCCEEDED"
     assert json.loads(done["output"])["result"] == {"attempt": 2}
+
+
+def test_stop_execution_ends_a_task_waiting_for_its_callback_inside_a_map(sfn, name):
+    function = LAMBDA.format(f"{name}-parked")
+    wait = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {"FunctionName": function, "Payload": {"token.$": "$$.Task.Token"}},
+        "TimeoutSeconds": 300,
+        "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "After"}],
+        "Next": "After",
+    }
+    definition = {
+        "StartAt": "M",
+        "States": {"M": {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "ItemProcessor": {"ProcessorConfig": {"Mode": "INLINE"}, "StartAt": "Park",
+                              "States": {"Park": wait, "After": {"Type": "Pass", "End": True}}},
+            "End": True,
+        }},
+    }
+    machine = sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=ROLE)["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, input='{"items": [1]}')["executionArn"]
+    _, _, body = next_invocation(function, len(invocations(function)))
+    token = body["token"]
+    sfn.stop_execution(executionArn=execution)
+    described = finished(sfn, execution, timeout=10)
+    assert described["status"] == "ABORTED", described
+    assert code(lambda: sfn.send_task_success(taskToken=token, output="{}")) == "TaskTimedOut"

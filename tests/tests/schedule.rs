@@ -17,7 +17,12 @@ use stackwave_e2e::{local, summary_actions, synthetic_dir, unique_env, Execution
 /// Three stacks in one stage: `Net` (1 s) and `Slow` (8 s) are independent, `Db` depends on
 /// `Net`. Then one stage after it.
 fn manifest() -> String {
-    "name: sched\nstages:\n  - name: one\n    stacks:\n      - name: Net-${environment}\n        template: templates/unit.yaml\n      - name: Slow-${environment}\n        template: templates/unit.yaml\n      - name: Db-${environment}\n        template: templates/unit.yaml\n        parameters:\n          Upstream: {output: Net-${environment}.Id}\n  - name: two\n    stacks:\n      - name: Api-${environment}\n        template: templates/unit.yaml\n        dependsOn: [Db-${environment}]\n".to_string()
+    manifest_with("")
+}
+
+/// The same manifest with extra top-level lines (e.g. `schedule: dependencies`).
+fn manifest_with(extra: &str) -> String {
+    format!("name: sched\n{extra}stages:\n  - name: one\n    stacks:\n      - name: Net-${{environment}}\n        template: templates/unit.yaml\n      - name: Slow-${{environment}}\n        template: templates/unit.yaml\n      - name: Db-${{environment}}\n        template: templates/unit.yaml\n        parameters:\n          Upstream: {{output: Net-${{environment}}.Id}}\n  - name: two\n    stacks:\n      - name: Api-${{environment}}\n        template: templates/unit.yaml\n        dependsOn: [Db-${{environment}}]\n")
 }
 
 fn names(env: &str) -> [String; 4] {
@@ -26,11 +31,21 @@ fn names(env: &str) -> [String; 4] {
 
 /// Run the manifest with `fallback` seconds of fallback poll; returns the ended execution.
 async fn run(local: &Local, env: &str, fallback: u32, timeout: Duration) -> Result<Execution> {
+    run_manifest(local, env, &manifest(), fallback, timeout).await
+}
+
+async fn run_manifest(
+    local: &Local,
+    env: &str,
+    manifest: &str,
+    fallback: u32,
+    timeout: Duration,
+) -> Result<Execution> {
     let [net, slow, db, api] = names(env);
     local
         .set_stack_seconds(&[(net, 1.0), (slow, 8.0), (db, 1.0), (api, 1.0)])
         .await?;
-    let dir = synthetic_dir("sched", &manifest())?;
+    let dir = synthetic_dir("sched", manifest)?;
     let uri = local
         .upload_dir(dir.path(), &format!("tests/{env}"))
         .await?;
@@ -193,5 +208,42 @@ async fn duplicated_late_and_reordered_events_change_nothing() -> Result<()> {
             .count();
         assert_eq!(creates, 1, "{stack} was created {creates} times");
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_schedule_dependencies_a_later_stage_stack_starts_before_an_unrelated_earlier_one_ends(
+) -> Result<()> {
+    let local = local().await?;
+    let env = unique_env("full");
+    let exec = run_manifest(
+        &local,
+        &env,
+        &manifest_with("schedule: dependencies\n"),
+        600,
+        Duration::from_secs(120),
+    )
+    .await?;
+    assert_all_created(&exec, &env);
+    let [_, slow, db, api] = names(&env);
+    let db_done = first_event(&local, &db, "CREATE_COMPLETE").await?;
+    let api_started = first_event(&local, &api, "CREATE_IN_PROGRESS").await?;
+    let slow_done = first_event(&local, &slow, "CREATE_COMPLETE").await?;
+    assert!(
+        secs(&api_started) >= secs(&db_done),
+        "Api started before its dependency Db was done"
+    );
+    assert!(
+        secs(&api_started) < secs(&slow_done),
+        "Api (stage two) waited for Slow (stage one), which it does not depend on"
+    );
+    // The summary still reads as stages: each stack keeps its stage.
+    let output = exec.output.clone().unwrap_or(Value::Null);
+    let stages = stackwave_e2e::summary_column(&output, "stage");
+    assert_eq!(
+        stages.get(&api).map(String::as_str),
+        Some("two"),
+        "{output:#}"
+    );
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 use stackwave_aws::{Ctx, RunStore};
 use stackwave_core::io::{ScheduleInput, ScheduleOutput};
+use stackwave_core::manifest::Schedule;
 use stackwave_core::plan::PlannedStack;
 use stackwave_core::poll;
 use stackwave_core::reconcile;
@@ -37,10 +38,14 @@ pub async fn handle(ctx: &Ctx, input: ScheduleInput) -> Result<ScheduleOutput, E
             run.plan_key()
         )));
     }
+    // `schedule: dependencies`: every stack of the plan is scheduled from the first stage on,
+    // so a stack of a later stage starts once its own dependencies are done; the later
+    // stages' steps find their stacks settled.
+    let whole_plan = plan.schedule == Schedule::Dependencies;
     let stage: Vec<&PlannedStack> = plan
         .stacks
         .iter()
-        .filter(|s| s.stage_index == input.stage)
+        .filter(|s| whole_plan || s.stage_index == input.stage)
         .collect();
     let mut state: ScheduleState = store
         .get_json(&run.schedule_key())

@@ -83,6 +83,7 @@ fn plan() -> Plan {
         name: "demo".into(),
         environment: "dev".into(),
         on_failure: OnFailure::default(),
+        schedule: Default::default(),
         stages: vec![
             PlannedStage {
                 index: 0,

@@ -182,6 +182,7 @@ pub fn plan(stacks: Vec<PlannedStack>) -> Plan {
         name: "bellyfed".into(),
         environment: "dev".into(),
         on_failure: OnFailure::Rollback,
+        schedule: Default::default(),
         stages: vec![PlannedStage {
             index: 0,
             name: "infrastructure".into(),
