@@ -29,6 +29,8 @@ pub struct DeployOptions {
     pub target: TargetConfig,
     /// `pollSeconds` for the execution input (the state machine's default when `None`).
     pub poll: Option<PollSeconds>,
+    /// `fallbackPollSeconds` for the execution input (the state machine's default when `None`).
+    pub fallback_poll: Option<u32>,
     /// Follow the execution to its end (`false`: return once it started).
     pub wait: bool,
     /// Where progress and the final table go.
@@ -49,6 +51,7 @@ impl DeployOptions {
             environment: environment.into(),
             target,
             poll: None,
+            fallback_poll: None,
             wait: true,
             sink: Sink::Quiet,
             tick: Duration::from_secs(1),
@@ -283,29 +286,34 @@ async fn secret_issues(
     stackwave_core::secret::check(&mut plan.stacks, &secure, &templates)
 }
 
-/// The plan as text: stages, waves, stacks and their dependencies.
+/// The plan as text: the schedule, stages, stacks (in an order their dependencies allow) and
+/// what each one starts after.
 pub fn render_plan(plan: &Plan) -> String {
     let mut out = format!(
-        "plan {} ({}): {} stacks in {} stages\n",
+        "plan {} ({}): {} stacks in {} stages; schedule: {} ({})\n",
         plan.name,
         plan.environment,
         plan.stacks.len(),
-        plan.stages.len()
+        plan.stages.len(),
+        plan.schedule.as_str(),
+        match plan.schedule {
+            stackwave_core::manifest::Schedule::Stages => "each stage waits for the one before",
+            stackwave_core::manifest::Schedule::Dependencies => {
+                "a stack waits only for its dependencies, across stages"
+            }
+        }
     );
     for stage in &plan.stages {
         out.push_str(&format!("stage {} {}\n", stage.index + 1, stage.name));
-        for (w, wave) in stage.waves.iter().enumerate() {
-            out.push_str(&format!("  wave {}\n", w + 1));
-            for name in wave {
-                let deps = plan
-                    .stack(name)
-                    .map(|s| s.depends_on.clone())
-                    .unwrap_or_default();
-                if deps.is_empty() {
-                    out.push_str(&format!("    {name}\n"));
-                } else {
-                    out.push_str(&format!("    {name}  (after {})\n", deps.join(", ")));
-                }
+        for name in stage.waves.iter().flatten() {
+            let deps = plan
+                .stack(name)
+                .map(|s| s.depends_on.clone())
+                .unwrap_or_default();
+            if deps.is_empty() {
+                out.push_str(&format!("  {name}\n"));
+            } else {
+                out.push_str(&format!("  {name}  (after {})\n", deps.join(", ")));
             }
         }
     }
@@ -490,6 +498,9 @@ pub async fn run(opts: &DeployOptions) -> anyhow::Result<DeployOutcome> {
             "pollSeconds".to_string(),
             json!({"min": poll.min, "max": poll.max}),
         );
+    }
+    if let (Some(seconds), Some(obj)) = (opts.fallback_poll, input.as_object_mut()) {
+        obj.insert("fallbackPollSeconds".to_string(), json!(seconds));
     }
     let started = target
         .aws

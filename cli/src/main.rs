@@ -47,12 +47,18 @@ enum Command {
         /// `json`: print one JSON object on stdout (progress goes to stderr).
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
-        /// Shortest wait between two checks of a wave, in seconds [state machine default: 5].
+        /// Shortest wait between two looks at the stacks (while a change set is being created,
+        /// and in the rollback), in seconds [state machine default: 5].
         #[arg(long, value_name = "SECONDS")]
         poll_min: Option<u32>,
-        /// Longest wait between two checks of a wave, in seconds [state machine default: 60].
+        /// Longest wait between two looks at the stacks in the rollback, in seconds [state
+        /// machine default: 60].
         #[arg(long, value_name = "SECONDS")]
         poll_max: Option<u32>,
+        /// How long the run waits for a CloudFormation event before it looks at its stacks
+        /// anyway, in seconds, 1 to 3600 [state machine default: 300].
+        #[arg(long, value_name = "SECONDS")]
+        fallback_poll: Option<u32>,
         /// Start the execution and return; follow it later with `stackwave watch`.
         #[arg(long)]
         no_wait: bool,
@@ -74,7 +80,7 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         output: Output,
     },
-    /// Validate a manifest locally and print its plan (stages and waves). Exit 2 when invalid.
+    /// Validate a manifest locally and print its plan (stages, stacks, dependencies). Exit 2 when invalid.
     Validate {
         manifest: PathBuf,
         #[arg(short, long)]
@@ -314,13 +320,20 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             output,
             poll_min,
             poll_max,
+            fallback_poll,
             no_wait,
         } => {
+            if let Some(seconds) = fallback_poll {
+                if !(1..=3600).contains(&seconds) {
+                    bail!("--fallback-poll must be 1 to 3600 seconds (got {seconds})");
+                }
+            }
             let opts = DeployOptions {
                 manifest,
                 environment,
                 target: target.config(),
                 poll: poll(poll_min, poll_max)?,
+                fallback_poll,
                 wait: !no_wait,
                 sink: sink(output),
                 tick: Duration::from_secs(1),

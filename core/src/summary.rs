@@ -286,18 +286,20 @@ pub fn started(run: &RunContext, stack_count: u32, stages: &[StageRef]) -> Messa
         plural(stages.len(), "stage"),
         run.environment
     );
+    body.push_str("Each stack starts as soon as the stacks it depends on have succeeded.\n");
     for (i, stage) in stages.iter().enumerate() {
-        let count: usize = stage.waves.iter().map(|w| w.stacks.len()).sum();
+        let stacks: Vec<&str> = stage
+            .waves
+            .iter()
+            .flat_map(|w| w.stacks.iter().map(String::as_str))
+            .collect();
         body.push_str(&format!(
-            "Stage {} {} ({}, {})\n",
+            "Stage {} {} ({}): {}\n",
             i + 1,
             stage.name,
-            plural(count, "stack"),
-            plural(stage.waves.len(), "wave")
+            plural(stacks.len(), "stack"),
+            stacks.join(", ")
         ));
-        for (w, wave) in stage.waves.iter().enumerate() {
-            body.push_str(&format!("  wave {}: {}\n", w + 1, wave.stacks.join(", ")));
-        }
     }
     body.push_str(&format!(
         "\nManifest:  {}\nStarted:   {}\nExecution: {}\nConsole:   {}\n",
@@ -1241,7 +1243,7 @@ mod tests {
     }
 
     #[test]
-    fn started_message_lists_stages_and_waves() {
+    fn started_message_lists_stages_and_their_stacks() {
         let stages = vec![
             StageRef {
                 index: 0,
@@ -1268,8 +1270,14 @@ mod tests {
         ];
         let m = started(&run(), 4, &stages);
         assert_eq!(m.subject, "stackwave dev: deploying 4 stacks in 2 stages");
-        assert!(m.body.contains("Stage 1 infra (3 stacks, 2 waves)\n  wave 1: Network-dev, Logs-dev\n  wave 2: Ecs-dev\n"), "{}", m.body);
-        assert!(m.body.contains("Stage 2 data (1 stack, 1 wave)"));
+        assert!(
+            m.body
+                .contains("Stage 1 infra (3 stacks): Network-dev, Logs-dev, Ecs-dev\n"),
+            "{}",
+            m.body
+        );
+        assert!(m.body.contains("Stage 2 data (1 stack): Aurora-dev\n"));
+        assert!(!m.body.contains("wave"), "{}", m.body);
         assert!(m
             .body
             .contains("Manifest:  s3://artifacts/deployments/dev/"));
