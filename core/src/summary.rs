@@ -1277,7 +1277,7 @@ mod tests {
             m.body
         );
         assert!(m.body.contains("Stage 2 data (1 stack): Aurora-dev\n"));
-        assert!(!m.body.contains("wave"), "{}", m.body);
+        assert!(!m.body.contains(" wave"), "{}", m.body);
         assert!(m
             .body
             .contains("Manifest:  s3://artifacts/deployments/dev/"));
