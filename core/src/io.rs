@@ -145,6 +145,10 @@ impl RunContext {
     pub fn schedule_key(&self) -> String {
         format!("{}schedule.json", self.run_prefix)
     }
+    /// The rollback schedule's state (`crate::schedule::ScheduleState` over the restores).
+    pub fn rollback_schedule_key(&self) -> String {
+        format!("{}rollback-schedule.json", self.run_prefix)
+    }
     /// The parked run's task token (`WakeToken`), written by the wake function's park action.
     pub fn wake_token_key(&self) -> String {
         Self::wake_token_key_of(&self.run_prefix)
@@ -239,6 +243,9 @@ pub enum CheckMode {
     Rollback,
     /// The dependency schedule of one stage ([`ScheduleInput`], [`ScheduleOutput`]).
     Schedule,
+    /// The run-level rollback on the reversed dependency graph ([`RollbackScheduleInput`],
+    /// [`ScheduleOutput`]).
+    RollbackSchedule,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -265,6 +272,16 @@ pub struct ScheduleInput {
     pub run: RunContext,
     /// The stage's index in the plan.
     pub stage: u32,
+    pub mode: CheckMode,
+}
+
+/// The rollback's scheduling step (check, `mode: rollback_schedule`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RollbackScheduleInput {
+    pub run: RunContext,
+    /// The stacks to restore, as the rollback plan listed them (`RollbackPlanOutput::waves`).
+    pub waves: Vec<Vec<String>>,
     pub mode: CheckMode,
 }
 

@@ -123,6 +123,38 @@ pub fn plan(plan: &Plan, records: &[StackRecord]) -> Vec<Vec<String>> {
     waves
 }
 
+/// The rollback's reversed graph over the stacks to restore (`names`, as [`plan`] selected
+/// them): for each, the stacks restored before it: every one of `names` that depends on it,
+/// transitively through stacks that need no rollback, and, with `schedule: stages`, every one of
+/// a later stage (the deployment's stage order, mirrored). The scheduler
+/// (`crate::schedule::decide_nodes`, `Rules::Rollback`) restores a stack once they have settled.
+pub fn reversed_graph(plan: &Plan, names: &[String]) -> Vec<(String, Vec<String>)> {
+    let planned: HashMap<&str, &PlannedStack> =
+        plan.stacks.iter().map(|s| (s.name.as_str(), s)).collect();
+    let stage_order = plan.schedule == crate::manifest::Schedule::Stages;
+    let deps: HashMap<&str, HashSet<&str>> = names
+        .iter()
+        .map(|n| (n.as_str(), dependencies(&planned, n)))
+        .collect();
+    names
+        .iter()
+        .map(|t| {
+            let t_stage = planned.get(t.as_str()).map(|p| p.stage_index);
+            let before = names
+                .iter()
+                .filter(|s| *s != t)
+                .filter(|s| {
+                    let later =
+                        stage_order && planned.get(s.as_str()).map(|p| p.stage_index) > t_stage;
+                    later || deps.get(s.as_str()).is_some_and(|d| d.contains(t.as_str()))
+                })
+                .cloned()
+                .collect();
+            (t.clone(), before)
+        })
+        .collect()
+}
+
 /// Every stack `name` depends on, transitively (a cycle, which a valid plan never has, ends the
 /// walk instead of looping).
 fn dependencies<'a>(planned: &HashMap<&'a str, &'a PlannedStack>, name: &str) -> HashSet<&'a str> {
@@ -847,6 +879,41 @@ mod tests {
         // no rollback state: nothing to advance
         let plain = record("B", Operation::Create, Action::Created, "CREATE_COMPLETE");
         assert_eq!(advance(&plain, &StackView::Absent, t(1)).record, plain);
+    }
+
+    #[test]
+    fn the_reversed_graph_restores_dependants_first_and_later_stages_first() {
+        let p = bellyfed();
+        let names: Vec<String> = ["Api", "Migrate", "Aurora", "Net", "Ecs"]
+            .map(String::from)
+            .to_vec();
+        let graph: HashMap<String, Vec<String>> = reversed_graph(&p, &names).into_iter().collect();
+        // Net is restored after everything that depends on it (directly or not) and every
+        // later-stage stack; Ecs (same stage, depends on Net) before it.
+        let mut net = graph["Net"].clone();
+        net.sort();
+        assert_eq!(net, ["Api", "Aurora", "Ecs", "Migrate"]);
+        assert_eq!(
+            graph["Aurora"],
+            ["Api", "Migrate"],
+            "Api: a later stage; Migrate: depends on Aurora"
+        );
+        assert!(
+            graph["Api"].is_empty(),
+            "nothing is restored before the last stage's stack"
+        );
+        assert_eq!(graph["Migrate"], ["Api"]);
+
+        // With `schedule: dependencies`, only dependencies order the rollback.
+        let mut dag = p.clone();
+        dag.schedule = crate::manifest::Schedule::Dependencies;
+        let graph: HashMap<String, Vec<String>> =
+            reversed_graph(&dag, &names).into_iter().collect();
+        assert_eq!(graph["Aurora"], ["Migrate"]);
+        assert!(graph["Migrate"].is_empty());
+        let mut net = graph["Net"].clone();
+        net.sort();
+        assert_eq!(net, ["Aurora", "Ecs", "Migrate"]);
     }
 
     #[test]

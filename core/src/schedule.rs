@@ -90,45 +90,85 @@ pub struct Decision {
     pub stuck: Vec<String>,
 }
 
+/// A stack to schedule and the stacks it waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Node<'a> {
+    pub name: &'a str,
+    pub waits_for: &'a [String],
+}
+
+impl<'a> Node<'a> {
+    /// A deployment: a stack waits for its dependencies.
+    pub fn of(stack: &'a PlannedStack) -> Self {
+        Node {
+            name: &stack.name,
+            waits_for: &stack.depends_on,
+        }
+    }
+}
+
+/// How a settled stack counts for the stacks that wait for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rules {
+    /// Deploying: only a success satisfies a waiter, and a failure starts nothing new.
+    Deploy,
+    /// Rolling back: any settled rollback (restored or failed) lets the next one start, and a
+    /// failed one stops nothing (everything that can be restored is).
+    Rollback,
+}
+
 /// Which of the stage's stacks start now. `stage` is the stage's stacks in manifest order;
 /// `max_in_flight` caps the stacks in flight in the whole run (0 counts as 1).
 pub fn decide(stage: &[&PlannedStack], state: &ScheduleState, max_in_flight: usize) -> Decision {
+    let nodes: Vec<Node> = stage.iter().map(|s| Node::of(s)).collect();
+    decide_nodes(&nodes, state, max_in_flight, Rules::Deploy)
+}
+
+/// [`decide`] for any graph (the rollback's reversed one) under `rules`.
+pub fn decide_nodes(
+    stage: &[Node],
+    state: &ScheduleState,
+    max_in_flight: usize,
+    rules: Rules,
+) -> Decision {
     let mut d = Decision {
         in_flight: state.in_flight_count(),
         ..Decision::default()
     };
     for s in stage {
-        match state.settled.get(&s.name) {
+        match state.settled.get(s.name) {
             Some(Outcome::Succeeded) => d.succeeded += 1,
             Some(Outcome::Failed) => d.failed += 1,
             None => {}
         }
     }
     d.any_failed = d.failed > 0;
-    let pending: Vec<&PlannedStack> = stage
+    let pending: Vec<&Node> = stage
         .iter()
-        .copied()
-        .filter(|s| !state.started.contains(&s.name))
+        .filter(|s| !state.started.contains(s.name))
         .collect();
     let stage_in_flight = stage
         .iter()
-        .filter(|s| state.started.contains(&s.name) && !state.settled.contains_key(&s.name))
+        .filter(|s| state.started.contains(s.name) && !state.settled.contains_key(s.name))
         .count();
-    if d.any_failed {
+    if d.any_failed && rules == Rules::Deploy {
         d.settled = stage_in_flight == 0;
         return d;
     }
-    let succeeded = |name: &str| state.settled.get(name) == Some(&Outcome::Succeeded);
+    let satisfied = |name: &str| match rules {
+        Rules::Deploy => state.settled.get(name) == Some(&Outcome::Succeeded),
+        Rules::Rollback => state.settled.contains_key(name),
+    };
     let room = max_in_flight.max(1).saturating_sub(d.in_flight);
     d.ready = pending
         .iter()
-        .filter(|s| s.depends_on.iter().all(|dep| succeeded(dep)))
+        .filter(|s| s.waits_for.iter().all(|dep| satisfied(dep)))
         .take(room)
-        .map(|s| s.name.clone())
+        .map(|s| s.name.to_string())
         .collect();
     d.settled = pending.is_empty() && stage_in_flight == 0;
     if !d.settled && d.ready.is_empty() && d.in_flight == 0 {
-        d.stuck = pending.iter().map(|s| s.name.clone()).collect();
+        d.stuck = pending.iter().map(|s| s.name.to_string()).collect();
     }
     d
 }
@@ -261,6 +301,48 @@ mod tests {
         let d = decide(&stage, &ScheduleState::default(), 10);
         assert!(d.ready.is_empty() && !d.settled);
         assert_eq!(d.stuck, vec!["Api"]);
+    }
+
+    #[test]
+    fn a_rollback_goes_on_past_a_failed_restore_and_waits_for_settled_waiters() {
+        // Reversed graph: Net is restored after Db (which depended on it) and Api.
+        let db_waits: Vec<String> = vec![];
+        let net_waits: Vec<String> = vec!["Db".into(), "Api".into()];
+        let nodes = [
+            Node {
+                name: "Db",
+                waits_for: &db_waits,
+            },
+            Node {
+                name: "Api",
+                waits_for: &db_waits,
+            },
+            Node {
+                name: "Net",
+                waits_for: &net_waits,
+            },
+        ];
+        let d = decide_nodes(&nodes, &ScheduleState::default(), 10, Rules::Rollback);
+        assert_eq!(d.ready, vec!["Db", "Api"]);
+        let d = decide_nodes(
+            &nodes,
+            &state(&["Db", "Api"], &[("Db", Failed)]),
+            10,
+            Rules::Rollback,
+        );
+        assert!(d.ready.is_empty() && !d.settled, "Net waits for Api too");
+        let d = decide_nodes(
+            &nodes,
+            &state(&["Db", "Api"], &[("Db", Failed), ("Api", Succeeded)]),
+            10,
+            Rules::Rollback,
+        );
+        assert_eq!(
+            d.ready,
+            vec!["Net"],
+            "a failed restore does not stop the rollback"
+        );
+        assert!(d.any_failed && !d.settled);
     }
 
     #[test]

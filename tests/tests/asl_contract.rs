@@ -210,6 +210,25 @@ fn a_stage_is_a_schedule_deploy_park_loop() {
     );
 }
 
+#[test]
+fn the_rollback_is_the_same_loop_on_the_reversed_graph() {
+    let get = deploy_state;
+    assert_eq!(get("PlanRollback")["Next"], "RollbackSchedule");
+    let schedule = get("RollbackSchedule");
+    assert_eq!(schedule["Parameters"]["mode"], "rollback_schedule");
+    assert_eq!(schedule["Parameters"]["waves.$"], "$.rollback.waves");
+    assert_eq!(schedule["Next"], "RollbackState");
+    let choice = get("RollbackState");
+    assert_eq!(choice["Choices"][0]["Next"], "Finalize");
+    assert_eq!(choice["Choices"][1]["Next"], "RestoreReady");
+    assert_eq!(choice["Default"], "RollbackPark");
+    assert_eq!(get("RestoreReady")["ItemsPath"], "$.rollbackSchedule.ready");
+    assert_eq!(get("RestoreReady")["Next"], "RollbackSchedule");
+    let park = get("RollbackPark");
+    assert_eq!(park["TimeoutSecondsPath"], "$.rollbackSchedule.waitSeconds");
+    assert_eq!(park["Next"], "RollbackSchedule");
+}
+
 /// The ASL's Choice on the scheduling step reads the fields core's ScheduleOutput writes.
 #[test]
 fn the_stage_choice_reads_schedule_output_fields() {

@@ -247,3 +247,78 @@ async fn with_schedule_dependencies_a_later_stage_stack_starts_before_an_unrelat
     );
     Ok(())
 }
+
+/// A record of the run, as the handlers wrote it.
+async fn record(local: &Local, env: &str, stack: &str) -> Result<Value> {
+    json_object(local, &format!("runs/{env}/{env}-run/stacks/{stack}.json")).await
+}
+
+/// A JSON object of the artifact bucket.
+async fn json_object(local: &Local, key: &str) -> Result<Value> {
+    let bytes = local
+        .s3
+        .get_object()
+        .bucket(&local.env.bucket)
+        .key(key)
+        .send()
+        .await
+        .with_context(|| format!("GetObject {key}"))?
+        .body
+        .collect()
+        .await?
+        .into_bytes();
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_rollback_restores_dependants_before_what_they_depend_on() -> Result<()> {
+    let local = local().await?;
+    let env = unique_env("rrb");
+    let [net, _, db, _] = names(&env);
+    let boom = format!("Boom-{env}");
+    let manifest = "name: rrb\nstages:\n  - name: one\n    stacks:\n      - name: Net-${environment}\n        template: templates/unit.yaml\n      - name: Db-${environment}\n        template: templates/unit.yaml\n        dependsOn: [Net-${environment}]\n      - name: Boom-${environment}\n        template: templates/unit.yaml\n";
+    local.set_stack_seconds(&[(boom.clone(), 3.0)]).await?;
+    let fault = local
+        .fault(json!({"kind": "fail", "stack": boom, "on": "create", "reason": "injected create failure"}))
+        .await?;
+    let exec = run_manifest(&local, &env, manifest, 600, Duration::from_secs(120)).await;
+    local.remove_fault(&fault).await.ok();
+    let exec = exec?;
+    assert_eq!(exec.status, "FAILED", "{exec:?}");
+    // A failed execution has no output: the summary is in S3.
+    let output = json_object(&local, &format!("runs/{env}/{env}-run/summary.json")).await?;
+    let actions = summary_actions(&output);
+    // The failed stack stays `failed` (its leftover deleted); what it created is rolled back.
+    assert_eq!(
+        actions.get(boom.as_str()).map(String::as_str),
+        Some("failed"),
+        "{output:#}"
+    );
+    for stack in [&net, &db] {
+        assert_eq!(
+            actions.get(stack.as_str()).map(String::as_str),
+            Some("rolled_back"),
+            "{stack}: {output:#}"
+        );
+    }
+    for stack in [&net, &db, &boom] {
+        assert!(
+            local.stack_state(stack).await?.is_none(),
+            "{stack} was not deleted"
+        );
+    }
+    // Db (depends on Net) was deleted before Net's delete started.
+    let db_done = record(&local, &env, &db).await?["rollback"]["finishedAt"]
+        .as_str()
+        .map(str::to_string)
+        .context("Db's rollback has no finishedAt")?;
+    let net_started = record(&local, &env, &net).await?["rollback"]["startedAt"]
+        .as_str()
+        .map(str::to_string)
+        .context("Net's rollback has no startedAt")?;
+    assert!(
+        db_done <= net_started,
+        "Net's delete started at {net_started}, before Db's ended at {db_done}"
+    );
+    Ok(())
+}

@@ -16,7 +16,9 @@ use aws_sdk_cloudformation::types::{ChangeSetType, Stack};
 use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt, TryStreamExt};
 use stackwave_aws::{aws_error, Ctx, RunStore};
-use stackwave_core::io::{CheckInput, CheckMode, CheckOutput, RunContext, ScheduleInput};
+use stackwave_core::io::{
+    CheckInput, CheckMode, CheckOutput, RollbackScheduleInput, RunContext, ScheduleInput,
+};
 use stackwave_core::plan::{Plan, PlannedStack};
 use stackwave_core::poll;
 use stackwave_core::reconcile::{
@@ -46,10 +48,10 @@ pub async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> 
     match input.mode {
         CheckMode::Rollback => return rollback::handle(ctx, input).await,
         CheckMode::Deploy => {}
-        CheckMode::Schedule => {
+        CheckMode::Schedule | CheckMode::RollbackSchedule => {
             return Err(Error::InvalidInput {
-                message: "mode `schedule` takes {\"run\", \"stage\", \"mode\"}".into(),
-                accepted: schedule::ACCEPTED.into(),
+                message: "the scheduling modes take their own input".into(),
+                accepted: format!("{} or {}", schedule::ACCEPTED, schedule::ROLLBACK_ACCEPTED),
             })
         }
     }
@@ -191,9 +193,19 @@ pub(crate) fn current<'a>(
 
 /// The JSON entry point used by main.rs and by the local gateway.
 pub async fn handle_json(ctx: &Ctx, input: serde_json::Value) -> Result<serde_json::Value, Error> {
-    if input.get("mode").and_then(serde_json::Value::as_str) == Some("schedule") {
-        let input: ScheduleInput = stackwave_aws::parse_input(input, schedule::ACCEPTED)?;
-        return stackwave_aws::to_output(&Box::pin(schedule::handle(ctx, input)).await?);
+    match input.get("mode").and_then(serde_json::Value::as_str) {
+        Some("schedule") => {
+            let input: ScheduleInput = stackwave_aws::parse_input(input, schedule::ACCEPTED)?;
+            return stackwave_aws::to_output(&Box::pin(schedule::handle(ctx, input)).await?);
+        }
+        Some("rollback_schedule") => {
+            let input: RollbackScheduleInput =
+                stackwave_aws::parse_input(input, schedule::ROLLBACK_ACCEPTED)?;
+            return stackwave_aws::to_output(
+                &Box::pin(schedule::handle_rollback(ctx, input)).await?,
+            );
+        }
+        _ => {}
     }
     let input: CheckInput = stackwave_aws::parse_input(input, ACCEPTED)?;
     // Boxed: the nested SDK futures would otherwise overflow the compiler's layout depth.

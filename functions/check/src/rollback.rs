@@ -40,11 +40,36 @@ pub(crate) async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, 
             run.record_key(missing)
         )));
     }
+    let current = round(ctx, run, &store, &records).await?;
+    let current: Vec<&StackRecord> = current.iter().collect();
+    let output = summarize(run, &current, input.attempt);
+    tracing::info!(
+        attempt = output.attempt,
+        settled = output.settled,
+        in_progress = output.in_progress,
+        rolled_back = output.succeeded,
+        rollback_failed = output.failed,
+        next_wait_seconds = output.next_wait_seconds,
+        "rollback wave checked"
+    );
+    Ok(output)
+}
+
+/// One rollback round over `records` (rollback mode and the rollback schedule): a stack whose
+/// rollback never recorded a start is settled `rollback_failed`; every running delete or
+/// restore is observed and advanced; the records that changed are written. The answer is every
+/// record as it is after the round, in input order.
+pub(crate) async fn round(
+    ctx: &Ctx,
+    run: &RunContext,
+    store: &RunStore,
+    records: &[StackRecord],
+) -> Result<Vec<StackRecord>, Error> {
     let now = Utc::now();
 
     let mut advanced: HashMap<String, StackRecord> = HashMap::new();
     // The rollback step of these never recorded a start: its invoke failed past its retries.
-    for r in &records {
+    for r in records {
         if let (None, Some(operation)) = (&r.rollback, rollback::wanted(r)) {
             let mut next = r.clone();
             next.rollback = Some(rollback::settled(
@@ -79,20 +104,26 @@ pub(crate) async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, 
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    let changed = crate::end_round(run, &store, &records, &mut advanced, results).await?;
-    let current = crate::current(&records, &advanced);
-    let output = summarize(run, &current, input.attempt);
-    tracing::info!(
-        attempt = output.attempt,
-        settled = output.settled,
-        in_progress = output.in_progress,
-        rolled_back = output.succeeded,
-        rollback_failed = output.failed,
-        changed,
-        next_wait_seconds = output.next_wait_seconds,
-        "rollback wave checked"
-    );
-    Ok(output)
+    let changed = crate::end_round(run, store, records, &mut advanced, results).await?;
+    tracing::debug!(changed, "rollback records written");
+    Ok(crate::current(records, &advanced)
+        .into_iter()
+        .cloned()
+        .collect())
+}
+
+/// How a stack's rollback has settled, if it has: restored (or nothing to restore) or failed.
+pub(crate) fn outcome(record: &StackRecord) -> Option<stackwave_core::schedule::Outcome> {
+    use stackwave_core::schedule::Outcome;
+    match &record.rollback {
+        Some(s) if s.phase == RollbackPhase::Done => Some(match s.outcome {
+            Some(Action::RollbackFailed) => Outcome::Failed,
+            _ => Outcome::Succeeded,
+        }),
+        Some(_) => None,
+        None if rollback::wanted(record).is_none() => Some(Outcome::Succeeded),
+        None => None,
+    }
 }
 
 /// Advance one stack's rollback; a failed one gets its root cause from the stack's events.

@@ -6,19 +6,24 @@
 //! (`stackwave_core::schedule::decide`) and how long to park if none does. It never waits.
 
 use stackwave_aws::{Ctx, RunStore};
-use stackwave_core::io::{ScheduleInput, ScheduleOutput};
+use stackwave_core::io::{RollbackScheduleInput, RunContext, ScheduleInput, ScheduleOutput};
 use stackwave_core::manifest::Schedule;
 use stackwave_core::plan::PlannedStack;
 use stackwave_core::poll;
 use stackwave_core::reconcile;
 use stackwave_core::record::{Action, Phase, StackRecord};
-use stackwave_core::schedule::{self, Outcome, ScheduleState};
+use stackwave_core::rollback;
+use stackwave_core::schedule::{self, Node, Outcome, Rules, ScheduleState};
 use stackwave_core::Error;
 
 use crate::{advance_round, count};
 
 /// The input shape, shown in `InvalidInput` errors.
 pub const ACCEPTED: &str = "{\"mode\": \"schedule\", \"run\": {...}, \"stage\": 0}";
+
+/// The rollback schedule's input shape.
+pub const ROLLBACK_ACCEPTED: &str =
+    "{\"mode\": \"rollback_schedule\", \"run\": {...}, \"waves\": [[\"StackName\"]]}";
 
 /// At most this many failed stack names in the output.
 const MAX_FAILED_NAMES: usize = 20;
@@ -113,11 +118,113 @@ pub async fn handle(ctx: &Ctx, input: ScheduleInput) -> Result<ScheduleOutput, E
     Ok(output)
 }
 
+/// The rollback's scheduling step: the same loop on the reversed graph
+/// (`rollback::reversed_graph`): a stack is restored once every stack restored before it (its
+/// dependants, and later stages' stacks with `schedule: stages`) has settled, restored or not.
+/// A failed restore stops nothing; everything that can be restored is.
+pub async fn handle_rollback(
+    ctx: &Ctx,
+    input: RollbackScheduleInput,
+) -> Result<ScheduleOutput, Error> {
+    let run = &input.run;
+    let store = RunStore::for_run(&ctx.clients.s3, run);
+    store.delete(&run.wake_pending_key()).await?;
+    let plan = store.plan(run).await?;
+    let names: Vec<String> = input.waves.concat();
+    let graph = rollback::reversed_graph(&plan, &names);
+    let mut state: ScheduleState = store
+        .get_json(&run.rollback_schedule_key())
+        .await?
+        .unwrap_or_default();
+
+    let in_flight: Vec<String> = state.in_flight().cloned().collect();
+    let records = store.records(run, &in_flight).await?;
+    if let Some(missing) = in_flight
+        .iter()
+        .find(|s| !records.iter().any(|r| &r.stack == *s))
+    {
+        return Err(Error::Internal(format!(
+            "stack {missing} is being rolled back but has no record at s3://{}/{}. Fix: this is \
+             a bug in the rollback plan; check the stack by hand",
+            run.bucket,
+            run.record_key(missing)
+        )));
+    }
+    let current = crate::rollback::round(ctx, run, &store, &records).await?;
+    for record in &current {
+        if let Some(outcome) = crate::rollback::outcome(record) {
+            state.settled.insert(record.stack.clone(), outcome);
+        }
+    }
+    let nodes: Vec<Node> = graph
+        .iter()
+        .map(|(name, before)| Node {
+            name,
+            waits_for: before,
+        })
+        .collect();
+    let max = usize::try_from(run.max_concurrency).unwrap_or(usize::MAX);
+    let decision = schedule::decide_nodes(&nodes, &state, max, Rules::Rollback);
+    if !decision.stuck.is_empty() {
+        return Err(Error::Internal(format!(
+            "stacks {} can never be restored: the rollback graph has a cycle. Fix: this is a bug \
+             in the rollback plan; restore them by hand",
+            decision.stuck.join(", ")
+        )));
+    }
+    state.started.extend(decision.ready.iter().cloned());
+    state.rounds = state.rounds.saturating_add(1);
+    store.put_json(&run.rollback_schedule_key(), &state).await?;
+
+    // Restores and deletes send events; the park never outlasts a rollback's timeout.
+    let now = chrono::Utc::now();
+    let wait_seconds = current
+        .iter()
+        .filter_map(|r| {
+            let started = r
+                .rollback
+                .as_ref()
+                .filter(|s| s.phase != stackwave_core::record::RollbackPhase::Done)
+                .and_then(|s| reconcile::parse_timestamp(&s.started_at))?;
+            let deadline = started + chrono::Duration::minutes(i64::from(r.timeout_minutes));
+            u32::try_from((deadline - now).num_seconds().saturating_add(1)).ok()
+        })
+        .fold(run.fallback_poll_seconds.max(1), u32::min)
+        .max(1);
+    let failed_stacks: Vec<String> = names
+        .iter()
+        .filter(|s| state.settled.get(s.as_str()) == Some(&Outcome::Failed))
+        .take(MAX_FAILED_NAMES)
+        .cloned()
+        .collect();
+    let output = ScheduleOutput {
+        ready: decision.ready,
+        settled: decision.settled,
+        any_failed: decision.any_failed,
+        wait_seconds,
+        in_flight: count(decision.in_flight),
+        succeeded: count(decision.succeeded),
+        failed: count(decision.failed),
+        failed_stacks,
+    };
+    tracing::info!(
+        round = state.rounds,
+        ready = ?output.ready,
+        settled = output.settled,
+        in_flight = output.in_flight,
+        rolled_back = output.succeeded,
+        rollback_failed = output.failed,
+        wait_seconds = output.wait_seconds,
+        "rollback scheduled"
+    );
+    Ok(output)
+}
+
 /// The answer. A change set being created sends no event, so a park while one is pending
 /// lasts `poll.min` (jittered); otherwise the fallback poll, since an event wakes the run; and
 /// never past the next timeout deadline of a stack in flight.
 fn output_of(
-    run: &stackwave_core::io::RunContext,
+    run: &RunContext,
     stage: &[&PlannedStack],
     state: &ScheduleState,
     decision: &schedule::Decision,
