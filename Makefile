@@ -89,7 +89,7 @@ local-stop: $(STACKWAVE)
 ## section. About 12 minutes on 2 CPUs; BENCH_BUDGET_SECONDS bounds the optional runs.
 bench: $(STACKWAVE)
 	@$(CARGO) build --quiet -p stackwave-bench
-	target/debug/stackwave-bench --out BENCHMARKS.md --budget-seconds $${BENCH_BUDGET_SECONDS:-780}
+	target/debug/stackwave-bench --out BENCHMARKS.md --budget-seconds $${BENCH_BUDGET_SECONDS:-1500}
 
 clean:
 	$(CARGO) clean

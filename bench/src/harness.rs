@@ -10,16 +10,15 @@ use anyhow::{bail, Context};
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde_json::{json, Value};
 use stackwave_cli::aws::TargetConfig;
-use stackwave_cli::deploy::{self, DeployOptions, Outcome};
+use stackwave_cli::deploy;
 use stackwave_cli::local::{self, LocalConfig, LocalEnv, LocalOptions, Process};
-use stackwave_core::io::PollSeconds;
 use stackwave_core::plan::Plan;
 
 use crate::history::Ev;
 use crate::schedule::Window;
 
 /// The bench's endpoint: `STACKWAVE_BENCH_ENDPOINT`, else port 4966 (apart from the demo's
-/// 4566 and the e2e tests' 4766).
+/// 4566, the e2e tests' 4766 and 4866).
 pub fn endpoint() -> String {
     std::env::var("STACKWAVE_BENCH_ENDPOINT")
         .ok()
@@ -34,7 +33,6 @@ pub struct Local {
     pub cfn: aws_sdk_cloudformation::Client,
     pub http: reqwest::Client,
     pub gateway_log: PathBuf,
-    pub recording: PathBuf,
 }
 
 /// A started deployment.
@@ -53,8 +51,8 @@ pub struct Ended {
 
 impl Local {
     /// Stop whatever this endpoint's local AWS was (from an earlier bench), then start it
-    /// fresh: the emulator inherits `MOTO_RECORDER_FILEPATH` from this process.
-    pub async fn start(endpoint: &str, recording: &Path) -> anyhow::Result<Local> {
+    /// fresh.
+    pub async fn start(endpoint: &str) -> anyhow::Result<Local> {
         let opts = LocalOptions {
             endpoint: Some(endpoint.to_string()),
             stack_seconds: Some(1.0),
@@ -76,7 +74,6 @@ impl Local {
                 .timeout(Duration::from_secs(120))
                 .build()?,
             gateway_log: cfg.log_file(Process::Gateway),
-            recording: recording.to_path_buf(),
             env,
             opts,
         })
@@ -116,50 +113,89 @@ impl Local {
         self.post("/_stackwave/config", body).await.map(|_| ())
     }
 
-    /// moto's request recorder: `start-recording`, `stop-recording`, `reset-recording`.
-    pub async fn recorder(&self, action: &str) -> anyhow::Result<()> {
-        let r = self
-            .http
-            .post(format!("{}/moto-api/recorder/{action}", self.env.endpoint))
-            .send()
-            .await
-            .with_context(|| format!("recorder {action}"))?;
-        if !r.status().is_success() {
-            bail!("recorder {action}: {}", r.status());
-        }
-        Ok(())
-    }
-
-    pub fn read_recording(&self) -> String {
-        std::fs::read_to_string(&self.recording).unwrap_or_default()
-    }
-
-    /// Validate, upload and start (`stackwave deploy --no-wait` through the library).
-    pub async fn deploy(
+    /// Validate, upload and start with this input: `fallbackPollSeconds` and `maxConcurrency`
+    /// when given (the CLI sets neither `maxConcurrency` nor lets a caller pick it, so the bench
+    /// uploads and starts the execution itself, the way `deploy::run` does).
+    pub async fn launch(
         &self,
         dir: &Path,
         environment: &str,
-        poll: PollSeconds,
+        fallback_poll: Option<u32>,
+        max_concurrency: Option<u32>,
     ) -> anyhow::Result<Started> {
-        let mut opts = DeployOptions::quiet(
-            dir,
-            environment,
-            TargetConfig::local(Some(&self.env.endpoint)),
-        );
-        opts.poll = Some(poll);
-        opts.wait = false;
-        let out = deploy::run(&opts).await?;
-        if out.outcome == Outcome::Invalid {
-            bail!(
-                "{} is invalid: {}",
-                dir.display(),
-                out.error_text().unwrap_or_default()
-            );
+        let validated = deploy::validate(dir, environment)?;
+        let plan = validated
+            .plan
+            .clone()
+            .map_err(|issues| anyhow::anyhow!("{} is invalid: {issues:?}", dir.display()))?;
+        let target = TargetConfig::local(Some(&self.env.endpoint))
+            .resolve()
+            .await?;
+        let bucket = target.bucket()?.to_string();
+        let machine = target.state_machine_arn()?.to_string();
+        let ts = deploy::timestamp(chrono::Utc::now());
+        let prefix = format!("deployments/{environment}/{ts}/");
+        for (path, rel) in deploy::files_to_upload(&validated.dir)? {
+            let body = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+            target
+                .aws
+                .s3
+                .put_object()
+                .bucket(&bucket)
+                .key(format!("{prefix}{rel}"))
+                .body(aws_sdk_s3::primitives::ByteStream::from(body))
+                .send()
+                .await
+                .with_context(|| format!("upload {rel}"))?;
         }
-        let (Some(arn), Some(plan)) = (out.execution_arn, out.plan) else {
-            bail!("deploy of {} started no execution", dir.display());
-        };
-        Ok(Started { arn, plan })
+        let manifest_rel = validated
+            .manifest_file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .context("manifest has no file name")?;
+        let mut input = json!({
+            "manifest": format!("s3://{bucket}/{prefix}{manifest_rel}"),
+            "environment": environment,
+        });
+        if let Some(v) = fallback_poll {
+            input["fallbackPollSeconds"] = json!(v);
+        }
+        if let Some(v) = max_concurrency {
+            input["maxConcurrency"] = json!(v);
+        }
+        let name = deploy::execution_name(environment, &ts, fastrand::u32(..));
+        let out = self
+            .sfn
+            .start_execution()
+            .state_machine_arn(&machine)
+            .name(&name)
+            .input(input.to_string())
+            .send()
+            .await
+            .context("StartExecution")?;
+        Ok(Started {
+            arn: out.execution_arn().to_string(),
+            plan,
+        })
+    }
+
+    /// Install an emulator fault (`POST /_stackwave/faults`); returns its id.
+    pub async fn fault(&self, body: &Value) -> anyhow::Result<String> {
+        let v = self.post("/_stackwave/faults", body).await?;
+        v["id"]
+            .as_str()
+            .map(str::to_string)
+            .with_context(|| format!("fault answer has no id: {v}"))
+    }
+
+    /// Remove one fault.
+    pub async fn remove_fault(&self, id: &str) -> anyhow::Result<()> {
+        self.http
+            .delete(format!("{}/_stackwave/faults/{id}", self.env.endpoint))
+            .send()
+            .await
+            .context("DELETE fault")?;
+        Ok(())
     }
 
     /// Wait for an execution to end (DescribeExecution every 500 ms). On timeout it is stopped.

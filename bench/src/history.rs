@@ -1,5 +1,7 @@
-//! What one execution's `GetExecutionHistory` says: events, state transitions, poll cycles,
-//! the largest state input/output, and how long each Lambda invocation took.
+//! What one execution's `GetExecutionHistory` says: events, state transitions, the scheduling
+//! loop's steps (Schedule, DeployReady, DeployStack, Park and how each park ended: TaskSucceeded =
+//! woken by a stack's event, TaskTimedOut = the fallback poll), the largest state input/output,
+//! and how long each Lambda invocation and state took.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -65,14 +67,30 @@ pub struct Stats {
     pub events: u64,
     /// States entered: what Standard workflows bill as state transitions.
     pub transitions: u64,
-    /// Wait states entered (one per poll cycle: WaitForWave).
-    pub poll_cycles: u64,
+    /// Schedule steps (the check task, mode schedule).
+    pub schedule_steps: u64,
+    /// DeployReady maps entered, and DeployStack tasks.
+    pub deploy_rounds: u64,
+    pub deploy_stacks: u64,
+    /// Park tasks entered; ended by TaskSucceeded (woken) or TaskTimedOut (fallback poll).
+    pub parks: u64,
+    pub parks_woken: u64,
+    pub parks_timed_out: u64,
+    /// Stages map iterations (each ends in StageDone or StageFailed).
+    pub stages: u64,
+    /// Each park: entered, exited, woken.
+    pub park_spans: Vec<(f64, f64, bool)>,
+    /// Seconds of each entry of each state (entered → exited).
+    pub state_durations: BTreeMap<String, Vec<f64>>,
     /// The largest state input/output (state entered/exited events) in bytes, and where.
     pub max_state_bytes: usize,
     pub max_state_at: String,
     /// The largest Lambda payload (scheduled input / succeeded output) in bytes, and of which function.
     pub max_lambda_bytes: usize,
     pub max_lambda_at: String,
+    /// The first Schedule step entered and the last one exited (the scheduling loop's span).
+    pub loop_start: f64,
+    pub loop_end: f64,
     /// ExecutionStarted → last event, seconds.
     pub start: f64,
     pub end: f64,
@@ -86,6 +104,27 @@ pub struct Stats {
 impl Stats {
     pub fn makespan(&self) -> f64 {
         self.end - self.start
+    }
+
+    /// Execution start → first Schedule step, plus last Schedule step → execution end: the
+    /// plan, notify and finalize around the scheduling loop.
+    pub fn outside_loop(&self) -> f64 {
+        if self.schedule_steps == 0 {
+            return self.makespan();
+        }
+        (self.loop_start - self.start) + (self.end - self.loop_end)
+    }
+
+    /// The history identity of `stackwave_core::budget`: the events its per-state counts
+    /// predict from this run's counted states.
+    pub fn model_events(&self) -> u64 {
+        stackwave_core::budget::history_events(
+            self.stages,
+            self.schedule_steps,
+            self.deploy_rounds,
+            self.deploy_stacks,
+            self.parks,
+        )
     }
 
     pub fn invocations(&self) -> u64 {
@@ -108,6 +147,8 @@ pub fn analyze(events: &[Ev]) -> Stats {
         ..Default::default()
     };
     let mut entered: HashMap<&str, std::collections::VecDeque<f64>> = HashMap::new();
+    // Parks run one at a time per execution: how the current one ended.
+    let mut park_woken = false;
     for e in events {
         if let Some(name) = e.name.as_deref() {
             if e.kind.ends_with("StateEntered") {
@@ -115,14 +156,46 @@ pub fn analyze(events: &[Ev]) -> Stats {
             } else if e.kind.ends_with("StateExited") {
                 if let Some(t) = entered.get_mut(name).and_then(|q| q.pop_front()) {
                     *s.state_seconds.entry(name.to_string()).or_insert(0.0) += e.t - t;
+                    s.state_durations
+                        .entry(name.to_string())
+                        .or_default()
+                        .push(e.t - t);
+                    if name == "Park" {
+                        s.park_spans.push((t, e.t, park_woken));
+                    }
+                    if name == "Schedule" {
+                        s.loop_end = e.t;
+                    }
                 }
             }
         }
         if e.kind.ends_with("StateEntered") {
             s.transitions += 1;
-            if e.kind == "WaitStateEntered" {
-                s.poll_cycles += 1;
+            match (e.kind.as_str(), e.name.as_deref()) {
+                ("TaskStateEntered", Some("Schedule")) => {
+                    s.schedule_steps += 1;
+                    if s.schedule_steps == 1 {
+                        s.loop_start = e.t;
+                    }
+                }
+                ("TaskStateEntered", Some("DeployStack")) => s.deploy_stacks += 1,
+                ("TaskStateEntered", Some("Park")) => {
+                    s.parks += 1;
+                    park_woken = false;
+                }
+                ("MapStateEntered", Some("DeployReady")) => s.deploy_rounds += 1,
+                // Each stage iteration ends in StageDone or StageFailed.
+                (_, Some("StageDone" | "StageFailed")) => s.stages += 1,
+                _ => {}
             }
+        }
+        match e.kind.as_str() {
+            "TaskSucceeded" => {
+                s.parks_woken += 1;
+                park_woken = true;
+            }
+            "TaskTimedOut" => s.parks_timed_out += 1,
+            _ => {}
         }
         let is_state = e.kind.ends_with("StateEntered") || e.kind.ends_with("StateExited");
         if is_state && e.payload > s.max_state_bytes {
@@ -205,7 +278,8 @@ mod tests {
         let s = analyze(&evs);
         assert_eq!(s.events, 9);
         assert_eq!(s.transitions, 2);
-        assert_eq!(s.poll_cycles, 1);
+        assert_eq!(s.schedule_steps, 0);
+        assert_eq!(s.state_durations["Plan"].len(), 1);
         assert_eq!(s.max_state_bytes, 700);
         assert_eq!(s.max_state_at, "Plan output");
         assert_eq!(s.max_lambda_bytes, 900);

@@ -1,16 +1,17 @@
-//! `make bench`: run stackwave end to end on the local emulator and write BENCHMARKS.md.
+//! `make bench`: run stackwave end to end on the local emulator and write BENCHMARKS.md,
+//! `bench/results.json` and `bench/timeline.svg`.
 //!
 //! ```text
-//! stackwave-bench [--out BENCHMARKS.md] [--budget-seconds 780] [--quick]
+//! stackwave-bench [--out BENCHMARKS.md] [--budget-seconds 1500] [--quick]
 //! ```
 //!
 //! Phases, in order (each figure is measured in this one run):
-//! 1. the plan step in-process (500-stack manifests, many runs);
-//! 2. makespan rounds: Bellyfed and uniform profiles × three poll settings, the six executions
-//!    of a round side by side;
-//! 3. scale runs: synthetic manifests of 50, 200 and 500 stacks in several shapes, one at a time
-//!    on an emptied emulator, with moto's request recorder counting CloudFormation calls;
-//! 4. optional runs (more shapes at 200 and 500 stacks) while the time budget allows.
+//! 1. makespan rounds: the scaled Bellyfed profile with `schedule: stages` and with
+//!    `schedule: dependencies`, the two executions of a round side by side, default polls;
+//! 2. every event lost: one Bellyfed run with the emulator dropping every CloudFormation event;
+//! 3. scale: 2,000 stacks in one run on an emptied emulator;
+//! 4. the model (`stackwave_core::budget`) at real durations and at 30-minute stacks, fed with
+//!    the step times measured above.
 //!
 //! The emulator runs on its own endpoint (`STACKWAVE_BENCH_ENDPOINT`, default
 //! `http://127.0.0.1:4966`) and is stopped at the end.
@@ -20,10 +21,10 @@ mod harness;
 mod history;
 mod preserve;
 mod profiles;
-mod recorder;
 mod report;
 mod schedule;
 mod stats;
+mod timeline;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,42 +33,32 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::json;
-use stackwave_core::manifest::ParamValue;
 use stackwave_core::plan::Plan;
 use stackwave_core::synth::Shape;
 
 use crate::harness::Local;
-use crate::profiles::{PollConfig, POLL_CONFIGS};
-use crate::schedule::{Handoff, Window};
+use crate::schedule::Window;
 
-/// The two makespan profiles.
+/// The manifest's `schedule`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Profile {
-    Bellyfed,
-    Uniform,
+pub enum Mode {
+    Stages,
+    Dependencies,
 }
 
-impl Profile {
+impl Mode {
     pub fn label(self) -> &'static str {
         match self {
-            Profile::Bellyfed => "Bellyfed (scaled)",
-            Profile::Uniform => "uniform",
-        }
-    }
-
-    pub fn seconds(self, stack: &str) -> f64 {
-        match self {
-            Profile::Bellyfed => profiles::bellyfed_seconds(stack),
-            Profile::Uniform => profiles::UNIFORM_SECONDS,
+            Mode::Stages => "schedule: stages (default)",
+            Mode::Dependencies => "schedule: dependencies (full DAG)",
         }
     }
 }
 
-/// One makespan execution.
+/// One measured Bellyfed execution.
 #[derive(Debug, Clone)]
 pub struct MakespanRun {
-    pub profile: Profile,
-    pub config: PollConfig,
+    pub mode: Mode,
     pub round: usize,
     pub environment: String,
     pub status: String,
@@ -75,8 +66,6 @@ pub struct MakespanRun {
     pub plan: Plan,
     pub stats: history::Stats,
     pub windows: HashMap<String, Window>,
-    pub handoffs: Vec<Handoff>,
-    pub dependency_waits: Vec<f64>,
 }
 
 impl MakespanRun {
@@ -84,65 +73,37 @@ impl MakespanRun {
         self.status == "SUCCEEDED"
     }
 
+    /// The mode's ideal: Σ of each stage's critical path, or the whole graph's.
     pub fn ideal(&self) -> f64 {
-        schedule::ideal(&self.plan, &|s| self.profile.seconds(s))
+        ideal_of(self.mode, &self.plan, &|s| profiles::bellyfed_seconds(s))
     }
 
-    /// First stack start − execution start.
-    pub fn lead_in(&self) -> Option<f64> {
-        let first = self
-            .windows
-            .values()
-            .map(|w| w.start)
-            .fold(f64::INFINITY, f64::min);
-        first.is_finite().then_some(first - self.stats.start)
+    pub fn ratio(&self) -> f64 {
+        self.stats.makespan() / self.ideal()
     }
 
-    /// Execution end − last stack settled.
-    pub fn tail(&self) -> Option<f64> {
-        let last = self
-            .windows
-            .values()
-            .map(|w| w.end)
-            .fold(f64::NEG_INFINITY, f64::max);
-        last.is_finite().then_some(self.stats.end - last)
-    }
-
-    /// First stack start → last stack settled.
-    pub fn deploy_span(&self) -> Option<f64> {
-        let first = self
-            .windows
-            .values()
-            .map(|w| w.start)
-            .fold(f64::INFINITY, f64::min);
-        let last = self
-            .windows
-            .values()
-            .map(|w| w.end)
-            .fold(f64::NEG_INFINITY, f64::max);
-        (first.is_finite() && last.is_finite()).then_some(last - first)
+    pub fn dependency_waits(&self) -> Vec<f64> {
+        schedule::dependency_waits(&self.plan, &self.windows, self.mode == Mode::Dependencies)
     }
 }
 
-/// A scale run to make: stacks and shape.
-type ScaleCase = (usize, Shape);
+/// The ideal of a mode for `plan` and these durations.
+pub fn ideal_of(mode: Mode, plan: &Plan, seconds: &dyn Fn(&str) -> f64) -> f64 {
+    match mode {
+        Mode::Stages => schedule::ideal(plan, seconds),
+        Mode::Dependencies => schedule::dag(plan, seconds),
+    }
+}
 
-/// One scale execution.
+/// The 2,000-stack execution.
 #[derive(Debug, Clone)]
 pub struct ScaleRun {
     pub stacks: usize,
     pub stages: usize,
-    pub per_stage: usize,
-    pub shape: Shape,
+    pub max_concurrency: u32,
     pub status: String,
     pub error: Option<String>,
-    pub plan: Plan,
     pub stats: history::Stats,
-    pub calls: recorder::CfnCalls,
-    /// DescribeStacks by name that deploy-stack makes: its own stack plus each distinct stack
-    /// whose outputs it reads.
-    pub deploy_describes: u64,
-    pub gateway: Vec<(String, f64)>,
     /// Wall seconds of the whole run in the bench (reset, upload, execution, history).
     pub wall: f64,
 }
@@ -151,36 +112,6 @@ impl ScaleRun {
     pub fn ok(&self) -> bool {
         self.status == "SUCCEEDED"
     }
-
-    pub fn ideal(&self) -> f64 {
-        schedule::ideal(&self.plan, &|_| 1.0)
-    }
-
-    pub fn waves(&self) -> usize {
-        self.plan.stages.iter().map(|s| s.waves.len()).sum()
-    }
-
-    /// CloudFormation calls the check function made: the actions only check makes, the
-    /// listing DescribeStacks, and the by-name DescribeStacks beyond deploy-stack's.
-    pub fn check_calls(&self) -> u64 {
-        let c = &self.calls;
-        c.get("DescribeChangeSet")
-            + c.get("ExecuteChangeSet")
-            + c.get("DeleteChangeSet")
-            + c.get("DescribeStackEvents")
-            + c.describe_stacks_listing
-            + c.describe_stacks_named
-                .saturating_sub(self.deploy_describes)
-    }
-}
-
-/// The plan step in-process.
-#[derive(Debug, Clone)]
-pub struct PlanBench {
-    pub label: String,
-    pub stacks: usize,
-    pub runs: usize,
-    pub millis: Vec<f64>,
 }
 
 /// Everything the report needs.
@@ -190,13 +121,48 @@ pub struct Results {
     pub runner_seconds: f64,
     pub rounds: usize,
     pub makespan: Vec<MakespanRun>,
-    pub makespan_gateway: Vec<(String, f64)>,
-    pub scale: Vec<ScaleRun>,
-    pub plan_bench: Vec<PlanBench>,
-    pub skipped: Vec<String>,
+    pub lost: Option<MakespanRun>,
+    /// The fallback poll of the lost-events run.
+    pub lost_fallback: u32,
+    /// The 2,000-stack run.
+    pub scale: Option<ScaleRun>,
+    /// The largest run of the same shape the worst-case history check admits.
+    pub scale_fit: Option<ScaleRun>,
+    /// `(function, milliseconds)` of every invocation of the makespan rounds.
+    pub gateway: Vec<(String, f64)>,
     pub problems: Vec<String>,
-    pub bellyfed_plan: Option<Plan>,
+    pub bellyfed_plan: Plan,
+    pub bellyfed_dag_plan: Plan,
 }
+
+/// Stacks of the scale run: 5 stages of 400 independent stacks.
+pub const SCALE_STAGES: usize = 5;
+pub const SCALE_PER_STAGE: usize = 400;
+/// Stacks per stage of the largest 5-stage run of independent stacks that the plan step's
+/// worst-case history check admits with the default fallback poll.
+pub fn admitted_per_stage() -> usize {
+    let text = stackwave_core::synth::manifest_yaml(
+        profiles::SYNTH_NAME,
+        SCALE_STAGES,
+        1,
+        Shape::Independent,
+        profiles::SYNTH_TEMPLATE,
+    );
+    stackwave_core::plan::from_text(&text, "bench", &|_| true)
+        .map(|p| {
+            let w = stackwave_core::budget::worst_case(
+                &p,
+                stackwave_core::io::DEFAULT_FALLBACK_POLL_SECONDS,
+            );
+            (w.max_stacks as usize / SCALE_STAGES).max(1)
+        })
+        .unwrap_or(1)
+}
+
+/// The largest `maxConcurrency` the plan step accepts.
+pub const SCALE_MAX_CONCURRENCY: u32 = 40;
+/// The lost-events run's fallback: the default 900 s at one emulated second per real minute.
+pub const LOST_FALLBACK_SECONDS: u32 = 15;
 
 struct Args {
     out: PathBuf,
@@ -206,7 +172,7 @@ struct Args {
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut out = stackwave_cli::local::repo_root().join("BENCHMARKS.md");
-    let mut budget = Duration::from_secs(780);
+    let mut budget = Duration::from_secs(1500);
     let mut quick = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -225,8 +191,11 @@ fn parse_args() -> anyhow::Result<Args> {
             "--quick" => quick = true,
             "-h" | "--help" => {
                 println!(
-                    "stackwave-bench [--out BENCHMARKS.md] [--budget-seconds 780] [--quick]\n\
-                     Runs the benchmarks on the local emulator and writes the report."
+                    "stackwave-bench [--out BENCHMARKS.md] [--budget-seconds 1500] [--quick]\n\
+                     Runs the benchmarks on the local emulator and writes the report, \
+                     bench/results.json and bench/timeline.svg beside it.\n\
+                     --budget-seconds bounds the scale run's wait; --quick runs one round and \
+                     a 200-stack scale run."
                 );
                 std::process::exit(0);
             }
@@ -249,9 +218,6 @@ fn main() -> ExitCode {
         eprintln!("stackwave-bench: create {}: {e}", work.display());
         return ExitCode::FAILURE;
     }
-    let recording = work.join("moto-recording.jsonl");
-    // Read by the emulator and the gateway this process starts (before any thread exists).
-    std::env::set_var("MOTO_RECORDER_FILEPATH", &recording);
     if std::env::var_os("RUST_LOG").is_none() {
         // The gateway logs each invocation's duration at info.
         std::env::set_var("RUST_LOG", "info");
@@ -267,7 +233,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(&args, &work, &recording));
+    let result = runtime.block_on(run(&args, &work));
     let _ = std::fs::remove_dir_all(&work);
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -282,29 +248,99 @@ fn say(t0: Instant, msg: &str) {
     eprintln!("[{:>6.1}s] {msg}", t0.elapsed().as_secs_f64());
 }
 
-async fn run(args: &Args, work: &Path, recording: &Path) -> anyhow::Result<()> {
+/// `examples/bellyfed` copied under `work` for the lost-events run: its default
+/// `timeoutMinutes: 60` scaled like its durations (one emulated second per real minute) to 1,
+/// so that its short fallback poll passes the plan step's worst-case history check.
+fn bellyfed_lost_dir(bellyfed: &Path, work: &Path) -> anyhow::Result<PathBuf> {
+    copy_edited(bellyfed, &work.join("bellyfed-lost"), |text| {
+        let scaled = text.replace("  timeoutMinutes: 60\n", "  timeoutMinutes: 1\n");
+        anyhow::ensure!(
+            scaled != text,
+            "the manifest has no `timeoutMinutes: 60` default to scale"
+        );
+        Ok(scaled)
+    })
+}
+
+/// `examples/bellyfed` copied under `work` with `schedule: dependencies` added.
+fn bellyfed_dag_dir(bellyfed: &Path, work: &Path) -> anyhow::Result<PathBuf> {
+    copy_edited(bellyfed, &work.join("bellyfed-dag"), |mut text| {
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str("schedule: dependencies\n");
+        Ok(text)
+    })
+}
+
+/// `from` copied to `to`, its `manifest.yaml` rewritten by `edit`.
+fn copy_edited(
+    from: &Path,
+    to: &Path,
+    edit: impl FnOnce(String) -> anyhow::Result<String>,
+) -> anyhow::Result<PathBuf> {
+    copy_dir(from, to)?;
+    let manifest = to.join("manifest.yaml");
+    let text = std::fs::read_to_string(&manifest)
+        .with_context(|| format!("read {}", manifest.display()))?;
+    let edited = edit(text).with_context(|| format!("edit {}", manifest.display()))?;
+    std::fs::write(&manifest, edited)?;
+    Ok(to.to_path_buf())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("create {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("read {}", from.display()))? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .with_context(|| format!("copy to {}", target.display()))?;
+        }
+    }
+    Ok(())
+}
+
+async fn run(args: &Args, work: &Path) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let started_at = chrono::Utc::now();
+    let bellyfed_dir = stackwave_cli::local::repo_root().join("examples/bellyfed");
+    let dag_dir = bellyfed_dag_dir(&bellyfed_dir, work)?;
+    let plan_of = |dir: &Path| -> anyhow::Result<Plan> {
+        stackwave_cli::deploy::validate(dir, "bench")?
+            .plan
+            .map_err(|issues| anyhow::anyhow!("{} is invalid: {issues:?}", dir.display()))
+    };
     let mut results = Results {
         started_at,
         runner_seconds: 0.0,
         rounds: 0,
         makespan: Vec::new(),
-        makespan_gateway: Vec::new(),
-        scale: Vec::new(),
-        plan_bench: Vec::new(),
-        skipped: Vec::new(),
+        lost: None,
+        lost_fallback: LOST_FALLBACK_SECONDS,
+        scale: None,
+        scale_fit: None,
+        gateway: Vec::new(),
         problems: Vec::new(),
-        bellyfed_plan: None,
+        bellyfed_plan: plan_of(&bellyfed_dir)?,
+        bellyfed_dag_plan: plan_of(&dag_dir)?,
     };
-
-    say(t0, "plan step in-process (500-stack manifests)");
-    results.plan_bench = plan_bench(if args.quick { 5 } else { 40 });
 
     let endpoint = harness::endpoint();
     say(t0, &format!("starting the local emulator at {endpoint}"));
-    let mut local = Local::start(&endpoint, recording).await?;
-    let outcome = phases(args, work, t0, &mut local, &mut results).await;
+    let mut local = Local::start(&endpoint).await?;
+    let outcome = phases(
+        args,
+        work,
+        t0,
+        &mut local,
+        &mut results,
+        &bellyfed_dir,
+        &dag_dir,
+    )
+    .await;
     say(t0, "stopping the local emulator");
     if let Err(e) = local.stop().await {
         results
@@ -318,9 +354,23 @@ async fn run(args: &Args, work: &Path, recording: &Path) -> anyhow::Result<()> {
     }
     results.runner_seconds = t0.elapsed().as_secs_f64();
 
+    let dir = args
+        .out
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+        .join("bench");
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let previous = std::fs::read_to_string(&args.out).unwrap_or_default();
-    let text = report::render(&results, preserve::extract(&previous).as_deref());
-    std::fs::write(&args.out, text).with_context(|| format!("write {}", args.out.display()))?;
+    let rendered = report::render(&results, preserve::extract(&previous).as_deref());
+    std::fs::write(&args.out, rendered.markdown)
+        .with_context(|| format!("write {}", args.out.display()))?;
+    let json_path = dir.join("results.json");
+    std::fs::write(&json_path, format!("{:#}\n", rendered.json))
+        .with_context(|| format!("write {}", json_path.display()))?;
+    if let Some(svg) = rendered.timeline {
+        std::fs::write(dir.join("timeline.svg"), svg).context("write the timeline")?;
+    }
     say(t0, &format!("wrote {}", args.out.display()));
     outcome
 }
@@ -331,14 +381,9 @@ async fn phases(
     t0: Instant,
     local: &mut Local,
     results: &mut Results,
+    bellyfed_dir: &Path,
+    dag_dir: &Path,
 ) -> anyhow::Result<()> {
-    let bellyfed_dir = stackwave_cli::local::repo_root().join("examples/bellyfed");
-    let (us, up, ushape) = profiles::UNIFORM_LAYOUT;
-    let uniform_dir = profiles::write_synth(&work.join("uniform"), us, up, ushape)?;
-    results.bellyfed_plan = stackwave_cli::deploy::validate(&bellyfed_dir, "bench")?
-        .plan
-        .ok();
-
     // ── Makespan rounds ────────────────────────────────────────────────────────────────
     let rounds = if args.quick { 1 } else { 3 };
     let offset = local.gateway_log_offset();
@@ -346,30 +391,24 @@ async fn phases(
         say(
             t0,
             &format!(
-                "makespan round {}: 2 profiles × 3 polls side by side",
+                "makespan round {}: Bellyfed, stages and full DAG, side by side",
                 round + 1
             ),
         );
         let r0 = Instant::now();
-        let jobs = [Profile::Bellyfed, Profile::Uniform]
+        let local_ref = &*local;
+        let jobs = [(Mode::Stages, bellyfed_dir), (Mode::Dependencies, dag_dir)]
             .into_iter()
-            .flat_map(|p| POLL_CONFIGS.iter().map(move |c| (p, *c)))
-            .map(|(profile, config)| {
-                let dir = match profile {
-                    Profile::Bellyfed => bellyfed_dir.clone(),
-                    Profile::Uniform => uniform_dir.clone(),
-                };
-                let local = &*local;
-                async move { makespan_run(local, profile, config, round, &dir).await }
-            });
+            .map(
+                |(mode, dir)| async move { makespan_run(local_ref, mode, round, dir, None).await },
+            );
         for r in futures::future::join_all(jobs).await {
             match r {
                 Ok(run) => {
                     if !run.ok() {
                         results.problems.push(format!(
-                            "makespan run {} / {} ({}) ended {}: {}",
-                            run.profile.label(),
-                            run.config.label,
+                            "makespan run {} ({}) ended {}: {}",
+                            run.mode.label(),
                             run.environment,
                             run.status,
                             run.error.clone().unwrap_or_default()
@@ -388,130 +427,86 @@ async fn phases(
             &format!("  round took {:.0} s", r0.elapsed().as_secs_f64()),
         );
     }
-    results.makespan_gateway = local.gateway_invocations(offset);
+    results.gateway = local.gateway_invocations(offset);
 
-    // ── Scale runs ─────────────────────────────────────────────────────────────────────
-    // Mandatory: every shape at 50, two at 200, the 500-stack run; then, by priority, what
-    // the time budget still allows.
-    // The 500-stack run always runs (second, after the smallest); every other run only when
-    // it is projected to end within the time budget, in this order of priority.
-    let (mandatory, optional): (Vec<ScaleCase>, Vec<ScaleCase>) = if args.quick {
-        (vec![(50, Shape::Independent), (50, Shape::FanIn)], vec![])
-    } else {
-        (
-            vec![(50, Shape::Independent), (500, Shape::Independent)],
-            vec![
-                (50, Shape::ChainInStage(4)),
-                (50, Shape::FanIn),
-                (200, Shape::Independent),
-                (200, Shape::FanIn),
-                (200, Shape::ChainInStage(4)),
-                (500, Shape::ChainInStage(4)),
-                (500, Shape::FanIn),
-            ],
-        )
-    };
-    let mut walls: Vec<(f64, f64, f64)> = Vec::new();
-    for (n, shape) in mandatory {
-        let run = scale_run(local, work, t0, n, shape).await;
-        record_scale(results, run, &mut walls);
-    }
-    for (n, shape) in optional {
-        let waves = scale_waves(n, shape);
-        let projected = t0.elapsed().as_secs_f64() + projected_wall(&walls, n as f64, waves);
-        if projected > args.budget.as_secs_f64() {
-            results.skipped.push(format!(
-                "{n} stacks, {} (projected to end at {:.0} s, past the time budget of {} s)",
-                profiles::shape_label(shape),
-                projected,
-                args.budget.as_secs()
-            ));
-            continue;
-        }
-        let run = scale_run(local, work, t0, n, shape).await;
-        record_scale(results, run, &mut walls);
-    }
-    // Report by size, then shape.
-    let order = |s: Shape| match s {
-        Shape::Independent => 0,
-        Shape::ChainInStage(_) => 1,
-        Shape::FanIn => 2,
-    };
-    results.scale.sort_by_key(|r| (r.stacks, order(r.shape)));
-    Ok(())
-}
-
-/// Waves of a 5-stage synthetic manifest of `n` stacks.
-fn scale_waves(n: usize, shape: Shape) -> f64 {
-    let text = stackwave_core::synth::manifest_yaml(
-        profiles::SYNTH_NAME,
-        5,
-        n / 5,
-        shape,
-        profiles::SYNTH_TEMPLATE,
+    // ── Every event lost ───────────────────────────────────────────────────────────────
+    say(
+        t0,
+        &format!(
+            "every event lost: Bellyfed with the events fault dropping all, fallback {LOST_FALLBACK_SECONDS} s"
+        ),
     );
-    stackwave_core::plan::from_text(&text, "bench", &|_| true)
-        .map(|p| p.stages.iter().map(|s| s.waves.len()).sum::<usize>() as f64)
-        .unwrap_or(5.0)
-}
-
-/// How long a scale run should take: `a × stacks + b × waves`, fitted by least squares to the
-/// runs so far (`(stacks, waves, wall seconds)`); 0.3 s per stack and 3.5 s per wave before
-/// there are two distinct runs to fit.
-fn projected_wall(walls: &[(f64, f64, f64)], stacks: f64, waves: f64) -> f64 {
-    let (mut sxx, mut sxy, mut syy, mut sxz, mut syz) = (0.0, 0.0, 0.0, 0.0, 0.0);
-    for (x, y, z) in walls {
-        sxx += x * x;
-        sxy += x * y;
-        syy += y * y;
-        sxz += x * z;
-        syz += y * z;
-    }
-    let det = sxx * syy - sxy * sxy;
-    let (a, b) = if det.abs() > 1e-9 {
-        (
-            ((sxz * syy - syz * sxy) / det).max(0.05),
-            ((syz * sxx - sxz * sxy) / det).max(0.5),
+    let fault = local
+        .fault(
+            &json!({"kind": "events", "dropRate": 1.0, "duplicateRate": 0.0, "delaySeconds": 0.0}),
         )
-    } else {
-        (0.3, 3.5)
+        .await?;
+    let lost = match bellyfed_lost_dir(bellyfed_dir, work) {
+        Ok(dir) => makespan_run(local, Mode::Stages, 0, &dir, Some(LOST_FALLBACK_SECONDS)).await,
+        Err(e) => Err(e),
     };
-    a * stacks + b * waves
-}
-
-fn record_scale(
-    results: &mut Results,
-    run: anyhow::Result<ScaleRun>,
-    walls: &mut Vec<(f64, f64, f64)>,
-) {
-    match run {
+    local.remove_fault(&fault).await?;
+    match lost {
         Ok(run) => {
             if !run.ok() {
                 results.problems.push(format!(
-                    "scale run {} stacks {} ended {}: {}",
-                    run.stacks,
-                    profiles::shape_label(run.shape),
+                    "the lost-events run ({}) ended {}: {}",
+                    run.environment,
                     run.status,
                     run.error.clone().unwrap_or_default()
                 ));
             }
-            walls.push((run.stacks as f64, run.waves() as f64, run.wall));
-            results.scale.push(run);
+            results.lost = Some(run);
         }
-        Err(e) => results.problems.push(format!("a scale run failed: {e:#}")),
+        Err(e) => results
+            .problems
+            .push(format!("the lost-events run failed: {e:#}")),
     }
+
+    // ── Scale ──────────────────────────────────────────────────────────────────────────
+    // 2,000 stacks, which the plan step's worst-case history check refuses; then the largest
+    // run of the same shape it admits.
+    let fit = admitted_per_stage();
+    let sizes = if args.quick {
+        [SCALE_PER_STAGE, fit.min(20)]
+    } else {
+        [SCALE_PER_STAGE, fit]
+    };
+    for (i, per_stage) in sizes.into_iter().enumerate() {
+        match scale_run(local, work, t0, per_stage, args.budget).await {
+            Ok(run) => {
+                if i == 1 && !run.ok() {
+                    results.problems.push(format!(
+                        "the scale run ({} stacks) ended {}: {}",
+                        run.stacks,
+                        run.status,
+                        run.error.clone().unwrap_or_default()
+                    ));
+                }
+                if i == 0 {
+                    results.scale = Some(run);
+                } else {
+                    results.scale_fit = Some(run);
+                }
+            }
+            Err(e) => results
+                .problems
+                .push(format!("the scale run failed: {e:#}")),
+        }
+    }
+    Ok(())
 }
 
 async fn makespan_run(
     local: &Local,
-    profile: Profile,
-    config: PollConfig,
+    mode: Mode,
     round: usize,
     dir: &Path,
+    fallback_poll: Option<u32>,
 ) -> anyhow::Result<MakespanRun> {
-    let prefix = match profile {
-        Profile::Bellyfed => "bf",
-        Profile::Uniform => "un",
+    let prefix = match mode {
+        Mode::Stages => "bf",
+        Mode::Dependencies => "bd",
     };
     let environment = profiles::fresh_env(prefix);
     let plan = stackwave_cli::deploy::validate(dir, &environment)?
@@ -520,12 +515,12 @@ async fn makespan_run(
     let per_stack: serde_json::Map<String, serde_json::Value> = plan
         .stacks
         .iter()
-        .map(|s| (s.name.clone(), json!(profile.seconds(&s.name))))
+        .map(|s| (s.name.clone(), json!(profiles::bellyfed_seconds(&s.name))))
         .collect();
     local.config(&json!({"stackSeconds": per_stack})).await?;
-    let started = local.deploy(dir, &environment, config.poll).await?;
+    let started = local.launch(dir, &environment, fallback_poll, None).await?;
     let ended = local
-        .wait(&started.arn, Duration::from_secs(600))
+        .wait(&started.arn, Duration::from_secs(900))
         .await
         .with_context(|| format!("waiting for {}", started.arn))?;
     let events = local.history(&started.arn).await?;
@@ -533,152 +528,71 @@ async fn makespan_run(
     let names: Vec<String> = started.plan.stacks.iter().map(|s| s.name.clone()).collect();
     let windows = local.windows(&names).await?;
     Ok(MakespanRun {
-        profile,
-        config,
+        mode,
         round,
         environment,
         status: ended.status,
         error: ended.error,
-        handoffs: schedule::handoffs(&started.plan, &windows),
-        dependency_waits: schedule::dependency_waits(&started.plan, &windows),
         plan: started.plan,
         stats,
         windows,
     })
 }
 
-/// DescribeStacks by name deploy-stack makes for `plan`: its own stack and each distinct
-/// stack whose outputs it reads.
-pub fn deploy_describes(plan: &Plan) -> u64 {
-    plan.stacks
-        .iter()
-        .map(|s| {
-            let mut sources: Vec<&str> = s
-                .parameters
-                .values()
-                .filter_map(|v| match v {
-                    ParamValue::Output { output } => output.split_once('.').map(|(st, _)| st),
-                    _ => None,
-                })
-                .collect();
-            sources.sort_unstable();
-            sources.dedup();
-            1 + sources.len() as u64
-        })
-        .sum()
-}
-
 async fn scale_run(
     local: &mut Local,
     work: &Path,
     t0: Instant,
-    n: usize,
-    shape: Shape,
+    per_stage: usize,
+    budget: Duration,
 ) -> anyhow::Result<ScaleRun> {
-    let stages = 5;
-    let per_stage = n / stages;
+    let stages = SCALE_STAGES;
+    let n = stages * per_stage;
     say(
         t0,
         &format!(
-            "scale: {n} stacks, {} ({stages} stages × {per_stage})",
-            profiles::shape_label(shape)
+            "scale: {n} stacks ({stages} stages × {per_stage} independent), maxConcurrency {SCALE_MAX_CONCURRENCY}, 1-s stacks"
         ),
     );
     let w0 = Instant::now();
-    // An emptied emulator per run: check's listing DescribeStacks pages through every stack
-    // of the region, so earlier runs' stacks would weigh on later runs.
+    // An emptied emulator: earlier runs' stacks and executions would weigh on this one.
     local.reset().await?;
     local.config(&json!({"defaultStackSeconds": 1.0})).await?;
     let dir = profiles::write_synth(
-        &work.join(format!("scale-{n}-{}", profiles::shape_label(shape))),
+        &work.join(format!("scale-{n}")),
         stages,
         per_stage,
-        shape,
+        Shape::Independent,
     )?;
     let environment = profiles::fresh_env("sc");
-    local.recorder("reset-recording").await?;
-    local.recorder("start-recording").await?;
-    let offset = local.gateway_log_offset();
     let started = local
-        .deploy(
-            &dir,
-            &environment,
-            stackwave_core::io::PollSeconds { min: 1, max: 2 },
-        )
-        .await;
-    let started = match started {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = local.recorder("stop-recording").await;
-            return Err(e);
-        }
-    };
+        .launch(&dir, &environment, None, Some(SCALE_MAX_CONCURRENCY))
+        .await?;
     let ended = local
-        .wait(&started.arn, Duration::from_secs(900))
+        .wait(&started.arn, budget)
         .await
-        .with_context(|| format!("waiting for {}", started.arn));
-    let _ = local.recorder("stop-recording").await;
-    let ended = ended?;
-    let calls = recorder::count(&local.read_recording());
-    let gateway = local.gateway_invocations(offset);
+        .with_context(|| format!("waiting for {}", started.arn))?;
     let events = local.history(&started.arn).await?;
     let stats = history::analyze(&events);
     say(
         t0,
         &format!(
-            "  {}: {} events, makespan {:.1} s",
+            "  {}: {} events, largest state {} B, makespan {:.1} s",
             ended.status,
             stats.events,
+            stats.max_state_bytes,
             stats.makespan()
         ),
     );
     Ok(ScaleRun {
         stacks: started.plan.stacks.len(),
         stages,
-        per_stage,
-        shape,
+        max_concurrency: SCALE_MAX_CONCURRENCY,
         status: ended.status,
         error: ended.error,
-        deploy_describes: deploy_describes(&started.plan),
-        plan: started.plan,
         stats,
-        calls,
-        gateway,
         wall: w0.elapsed().as_secs_f64(),
     })
-}
-
-/// `stackwave_core::plan::from_text` (parse, validate, cycle check) on 500-stack manifests.
-fn plan_bench(runs: usize) -> Vec<PlanBench> {
-    [Shape::Independent, Shape::ChainInStage(4), Shape::FanIn]
-        .into_iter()
-        .map(|shape| {
-            let text = stackwave_core::synth::manifest_yaml(
-                profiles::SYNTH_NAME,
-                5,
-                100,
-                shape,
-                profiles::SYNTH_TEMPLATE,
-            );
-            let exists = |p: &str| p == profiles::SYNTH_TEMPLATE;
-            let mut millis = Vec::with_capacity(runs);
-            let mut stacks = 0;
-            for _ in 0..runs {
-                let t = Instant::now();
-                let plan = stackwave_core::plan::from_text(&text, "bench", &exists);
-                millis.push(t.elapsed().as_secs_f64() * 1000.0);
-                if let Ok(p) = plan {
-                    stacks = p.stacks.len();
-                }
-            }
-            PlanBench {
-                label: format!("5 × 100, {}", profiles::shape_label(shape)),
-                stacks,
-                runs,
-                millis,
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -686,28 +600,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn deploy_describes_count_output_sources_once() {
-        let text = stackwave_core::synth::manifest_yaml("t", 2, 3, Shape::FanIn, "t.yaml");
-        let plan = stackwave_core::plan::from_text(&text, "e", &|_| true).expect("plan");
-        // 6 stacks; s0-n2, s1-n0 and s1-n2 read one upstream output each.
-        assert_eq!(deploy_describes(&plan), 9);
+    fn the_dag_copy_of_bellyfed_plans_in_dependency_mode() {
+        let work = std::env::temp_dir().join(format!("sw-bench-dag-{:08x}", fastrand::u32(..)));
+        let bellyfed = stackwave_cli::local::repo_root().join("examples/bellyfed");
+        let dir = bellyfed_dag_dir(&bellyfed, &work).expect("copy");
+        let plan = stackwave_cli::deploy::validate(&dir, "e")
+            .expect("validate")
+            .plan
+            .expect("plan");
+        let _ = std::fs::remove_dir_all(&work);
+        assert_eq!(
+            plan.schedule,
+            stackwave_core::manifest::Schedule::Dependencies
+        );
+        assert_eq!(plan.stacks.len(), 14);
+        // The whole graph's critical path is shorter than the stages' sum.
+        let secs = |s: &str| profiles::bellyfed_seconds(s);
+        assert_eq!(ideal_of(Mode::Stages, &plan, &secs), 32.0);
+        assert_eq!(ideal_of(Mode::Dependencies, &plan, &secs), 23.0);
     }
 
     #[test]
-    fn wall_projection_fits_stacks_and_waves() {
-        // Runs that took 0.25 s per stack and 3 s per wave.
-        let walls = [(50.0, 5.0, 27.5), (500.0, 5.0, 140.0), (50.0, 20.0, 72.5)];
-        let p = projected_wall(&walls, 500.0, 20.0);
-        assert!((p - 185.0).abs() < 1e-6, "{p}");
-        assert_eq!(projected_wall(&[], 100.0, 10.0), 65.0);
-        assert_eq!(scale_waves(500, Shape::ChainInStage(4)), 20.0);
-        assert_eq!(scale_waves(50, Shape::FanIn), 10.0);
+    fn the_lost_events_copy_fits_the_worst_case_with_its_short_fallback() {
+        let work = std::env::temp_dir().join(format!("sw-bench-lost-{:08x}", fastrand::u32(..)));
+        let bellyfed = stackwave_cli::local::repo_root().join("examples/bellyfed");
+        let dir = bellyfed_lost_dir(&bellyfed, &work).expect("copy");
+        let plan = stackwave_cli::deploy::validate(&dir, "e")
+            .expect("validate")
+            .plan
+            .expect("plan");
+        let original = stackwave_cli::deploy::validate(&bellyfed, "e")
+            .expect("validate")
+            .plan
+            .expect("plan");
+        let _ = std::fs::remove_dir_all(&work);
+        assert!(plan.stacks.iter().all(|s| s.timeout_minutes == 1));
+        assert!(stackwave_core::budget::check_history(&plan, LOST_FALLBACK_SECONDS).is_ok());
+        assert!(stackwave_core::budget::check_history(&original, LOST_FALLBACK_SECONDS).is_err());
     }
 
     #[test]
-    fn plan_bench_plans_500_stacks() {
-        let b = plan_bench(1);
-        assert_eq!(b.len(), 3);
-        assert!(b.iter().all(|p| p.stacks == 500 && p.millis.len() == 1));
+    fn the_admitted_size_fits_and_two_thousand_stacks_do_not() {
+        let n = admitted_per_stage();
+        let plan = |per: usize| {
+            let text = stackwave_core::synth::manifest_yaml("sy", 5, per, Shape::Independent, "t");
+            stackwave_core::plan::from_text(&text, "e", &|_| true).expect("plan")
+        };
+        let fallback = stackwave_core::io::DEFAULT_FALLBACK_POLL_SECONDS;
+        assert!(stackwave_core::budget::check_history(&plan(n), fallback).is_ok());
+        assert!(stackwave_core::budget::check_history(&plan(SCALE_PER_STAGE), fallback).is_err());
     }
 }

@@ -1,10 +1,8 @@
-//! The workloads: the scaled Bellyfed profile, the uniform profile, synthetic manifests, and
-//! the poll settings compared.
+//! The workloads: the scaled Bellyfed profile and synthetic manifests.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use stackwave_core::io::PollSeconds;
 use stackwave_core::synth::{self, Shape};
 
 /// Seconds of a Bellyfed stack in the emulator: one emulated second stands for one real minute
@@ -26,50 +24,6 @@ pub fn bellyfed_seconds(name: &str) -> f64 {
     }
 }
 
-/// Seconds of every stack in the uniform profile.
-pub const UNIFORM_SECONDS: f64 = 2.0;
-/// The uniform profile's synthetic manifest: 3 stages of 4 stacks, fan-in shape (each stage: three
-/// independent stacks, then one that depends on them; each stage's first stack depends on the
-/// stage before): 6 waves, a chain through every stage.
-pub const UNIFORM_LAYOUT: (usize, usize, Shape) = (3, 4, Shape::FanIn);
-
-/// A poll setting compared in the makespan runs.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PollConfig {
-    pub label: &'static str,
-    /// What it stands for at real scale.
-    pub stands_for: &'static str,
-    pub poll: PollSeconds,
-}
-
-/// The three settings: stackwave's adaptive default and two fixed polls, scaled (see the
-/// "Scaling" paragraph of BENCHMARKS.md).
-pub const POLL_CONFIGS: [PollConfig; 3] = [
-    PollConfig {
-        label: "adaptive 1→2 s",
-        stands_for: "the default adaptive 5→60 s",
-        poll: PollSeconds { min: 1, max: 2 },
-    },
-    PollConfig {
-        label: "fixed 1 s",
-        stands_for: "a fixed 1 s poll",
-        poll: PollSeconds { min: 1, max: 1 },
-    },
-    PollConfig {
-        label: "fixed 2 s",
-        stands_for: "a fixed 10 s poll",
-        poll: PollSeconds { min: 2, max: 2 },
-    },
-];
-
-/// Real-scale poll settings for the model projection.
-pub const REAL_POLLS: [(&str, PollSeconds); 4] = [
-    ("adaptive 5→60 s (default)", PollSeconds { min: 5, max: 60 }),
-    ("fixed 1 s", PollSeconds { min: 1, max: 1 }),
-    ("fixed 10 s", PollSeconds { min: 10, max: 10 }),
-    ("fixed 30 s", PollSeconds { min: 30, max: 30 }),
-];
-
 /// The synthetic manifest's name (stack names `sy-s<i>-n<j>-<environment>`).
 pub const SYNTH_NAME: &str = "sy";
 pub const SYNTH_TEMPLATE: &str = "templates/stack.yaml";
@@ -87,15 +41,6 @@ pub fn write_synth(
     std::fs::write(dir.join("manifest.yaml"), text)?;
     std::fs::write(dir.join(SYNTH_TEMPLATE), synth::TEMPLATE_YAML)?;
     Ok(dir.to_path_buf())
-}
-
-/// `Independent`, `ChainInStage(4)`, `FanIn`.
-pub fn shape_label(shape: Shape) -> String {
-    match shape {
-        Shape::Independent => "Independent".to_string(),
-        Shape::ChainInStage(k) => format!("ChainInStage({k})"),
-        Shape::FanIn => "FanIn".to_string(),
-    }
 }
 
 /// A fresh environment name: `<prefix><6 hex>`.
@@ -126,11 +71,7 @@ mod tests {
         let ideal = crate::schedule::ideal(&plan, &bellyfed_seconds);
         // bootstrap 1+1, infrastructure 3+2, data 15+2, application 6, frontend 2.
         assert_eq!(ideal, 32.0);
-        assert_eq!(crate::schedule::wave_floor(&plan, &bellyfed_seconds), 33.0);
-        assert_eq!(
-            crate::schedule::dag(&plan, &bellyfed_seconds, 0.0).makespan,
-            23.0
-        );
+        assert_eq!(crate::schedule::dag(&plan, &bellyfed_seconds), 23.0);
     }
 
     #[test]

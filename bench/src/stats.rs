@@ -16,17 +16,6 @@ pub fn median(values: &[f64]) -> Option<f64> {
     })
 }
 
-/// The `q`-quantile (0..=1) by nearest rank; `None` when empty.
-pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let rank = (q.clamp(0.0, 1.0) * (v.len() - 1) as f64).round() as usize;
-    v.get(rank).copied()
-}
-
 /// `12,345` (thousands separators on the integer part).
 pub fn thousands(n: u64) -> String {
     let s = n.to_string();
@@ -72,15 +61,6 @@ mod tests {
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(&[f64::NAN, 1.0]), Some(1.0));
-    }
-
-    #[test]
-    fn quantiles() {
-        let v = [1.0, 2.0, 3.0, 4.0, 5.0];
-        assert_eq!(quantile(&v, 0.0), Some(1.0));
-        assert_eq!(quantile(&v, 0.5), Some(3.0));
-        assert_eq!(quantile(&v, 0.9), Some(5.0));
-        assert_eq!(quantile(&[], 0.5), None);
     }
 
     #[test]

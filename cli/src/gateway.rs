@@ -282,6 +282,9 @@ pub async fn router(cfg: &GatewayConfig) -> anyhow::Result<Router> {
         topic_arn: cfg.topic_arn.clone(),
         cfn_role_arn: None,
         endpoint_url: Some(cfg.endpoint.clone()),
+        change_set_wait: std::time::Duration::from_secs(
+            stackwave_aws::DEFAULT_CHANGE_SET_WAIT_SECONDS,
+        ),
     };
     let http = reqwest::Client::builder()
         .no_proxy()

@@ -56,7 +56,7 @@ enum Command {
         #[arg(long, value_name = "SECONDS")]
         poll_max: Option<u32>,
         /// How long the run waits for a CloudFormation event before it looks at its stacks
-        /// anyway, in seconds, 1 to 3600 [state machine default: 300].
+        /// anyway, in seconds, 1 to 3600 [state machine default: 900].
         #[arg(long, value_name = "SECONDS")]
         fallback_poll: Option<u32>,
         /// Start the execution and return; follow it later with `stackwave watch`.

@@ -99,7 +99,7 @@ pub struct RunContext {
 
 /// Default fallback poll of the dependency schedule: events wake the run; this only bounds how
 /// late a lost event makes it.
-pub const DEFAULT_FALLBACK_POLL_SECONDS: u32 = 300;
+pub const DEFAULT_FALLBACK_POLL_SECONDS: u32 = 900;
 
 fn default_fallback_poll() -> u32 {
     DEFAULT_FALLBACK_POLL_SECONDS

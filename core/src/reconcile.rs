@@ -533,7 +533,10 @@ fn trimmed(reason: Option<&str>) -> String {
 
 /// Start this run's operation once the stack is free: the record takes the operation and
 /// phase `start` calls for, and the step says what to call.
-fn begin(rec: &mut StackRecord, start: Start, now: DateTime<Utc>) -> Step {
+/// The record transition of a [`Start`] decision, for deploy-stack's first look at a stack
+/// and for check's looks at a stack it waited for: the step to carry out next. The one home of
+/// these transitions.
+pub fn begin(rec: &mut StackRecord, start: Start, now: DateTime<Utc>) -> Step {
     match start {
         Start::Create => {
             rec.operation = Operation::Create;
@@ -555,8 +558,17 @@ fn begin(rec: &mut StackRecord, start: Start, now: DateTime<Utc>) -> Step {
             rec.phase = Phase::ContinuingRollback;
             Step::ContinueRollback
         }
-        // Still (or again) busy: keep waiting.
-        Start::AwaitDelete | Start::WaitForOther => {
+        // A delete runs (a retried invoke's own, or someone else's): once the stack is gone it
+        // is created, as after a leftover's delete.
+        Start::AwaitDelete => {
+            rec.operation = Operation::Recreate;
+            rec.phase = Phase::DeletingLeftover;
+            Step::Wait
+        }
+        // Another operation runs: an update until the settled status says otherwise (a
+        // run-level rollback never deletes a stack whose operation is an update).
+        Start::WaitForOther => {
+            rec.operation = Operation::Update;
             rec.phase = Phase::WaitingForOther;
             Step::Wait
         }
@@ -1687,5 +1699,60 @@ mod tests {
             Some("Bucket")
         );
         assert_eq!(r.finished_at.as_deref(), Some(timestamp(t(30)).as_str()));
+    }
+
+    #[test]
+    fn begin_is_the_one_transition_of_each_start() {
+        let now = Utc::now();
+        let cases = [
+            (
+                None,
+                Step::CreateChangeSet,
+                Phase::ChangeSetPending,
+                Operation::Create,
+            ),
+            (
+                Some("UPDATE_COMPLETE"),
+                Step::UpdateChangeSet,
+                Phase::ChangeSetPending,
+                Operation::Update,
+            ),
+            (
+                Some("ROLLBACK_COMPLETE"),
+                Step::DeleteLeftover,
+                Phase::DeletingLeftover,
+                Operation::Recreate,
+            ),
+            (
+                Some("DELETE_IN_PROGRESS"),
+                Step::Wait,
+                Phase::DeletingLeftover,
+                Operation::Recreate,
+            ),
+            (
+                Some("UPDATE_ROLLBACK_FAILED"),
+                Step::ContinueRollback,
+                Phase::ContinuingRollback,
+                Operation::Update,
+            ),
+            (
+                Some("CREATE_IN_PROGRESS"),
+                Step::Wait,
+                Phase::WaitingForOther,
+                Operation::Update,
+            ),
+        ];
+        for (status, step, phase, operation) in cases {
+            let mut rec = record(Phase::ChangeSetPending, Operation::Create);
+            assert_eq!(begin(&mut rec, start(status), now), step, "{status:?}");
+            assert_eq!(rec.phase, phase, "{status:?}");
+            assert_eq!(rec.operation, operation, "{status:?}");
+            assert_eq!(rec.action, Action::InProgress, "{status:?}");
+        }
+        let mut rec = record(Phase::ChangeSetPending, Operation::Create);
+        begin(&mut rec, start(Some("DELETE_FAILED")), now);
+        assert_eq!((rec.phase, rec.action), (Phase::Done, Action::Failed));
+        assert!(rec.reason.contains("DELETE_FAILED"), "{}", rec.reason);
+        assert!(rec.reason.contains("Fix:"), "{}", rec.reason);
     }
 }

@@ -37,7 +37,7 @@ pub const MANIFEST_FILE: &str = "manifest.yaml";
 
 macro_rules! console_shape {
     () => {
-        "{\"environment\": \"dev\" (required: letters, digits and '-', at most 32, starting with a letter or digit), \"manifest\": \"s3://bucket/deployments/dev/<timestamp>/manifest.yaml\" (optional: defaults to the SSM parameter /stackwave/<environment>/manifest-uri), \"pollSeconds\": {\"min\": 5, \"max\": 60} (optional: 1 <= min <= max <= 3600), \"maxConcurrency\": 10 (optional: stacks in flight at once, 1 to 40), \"fallbackPollSeconds\": 300 (optional: how long to wait for a CloudFormation event before looking anyway, 1 to 3600)}"
+        "{\"environment\": \"dev\" (required: letters, digits and '-', at most 32, starting with a letter or digit), \"manifest\": \"s3://bucket/deployments/dev/<timestamp>/manifest.yaml\" (optional: defaults to the SSM parameter /stackwave/<environment>/manifest-uri), \"pollSeconds\": {\"min\": 5, \"max\": 60} (optional: 1 <= min <= max <= 3600), \"maxConcurrency\": 10 (optional: stacks in flight at once, 1 to 40), \"fallbackPollSeconds\": 900 (optional: how long to wait for a CloudFormation event before looking anyway, 1 to 3600)}"
     };
 }
 

@@ -167,7 +167,13 @@ async fn with_every_event_lost_the_fallback_poll_still_completes_the_run() -> Re
     let fault = local
         .fault(json!({"kind": "events", "dropRate": 1, "stacks": names(&env)}))
         .await?;
-    let exec = run(&local, &env, 2, Duration::from_secs(120)).await;
+    // A 2-s fallback with the default 60-minute timeouts could poll a hanging stack for hours,
+    // past the execution's history: the plan step would refuse it. One-minute timeouts fit.
+    let text = manifest().replace(
+        "        template: templates/unit.yaml\n",
+        "        template: templates/unit.yaml\n        timeoutMinutes: 1\n",
+    );
+    let exec = run_manifest(&local, &env, &text, 2, Duration::from_secs(120)).await;
     local.remove_fault(&fault).await?;
     let exec = exec?;
     assert_all_created(&exec, &env);

@@ -337,36 +337,19 @@ async fn observe_change_sets(
 ) -> Result<HashMap<String, Option<ChangeSetState>>, Error> {
     stream::iter(open.iter().filter(|r| r.phase == Phase::ChangeSetPending))
         .map(|r| async move {
-            let out = ctx
-                .clients
-                .cfn
-                .describe_change_set()
-                .stack_name(&r.stack)
-                .change_set_name(&r.change_set_name)
-                .send()
-                .await;
-            let state = match out {
-                Ok(cs) => Some(ChangeSetState {
-                    status: cs
-                        .status()
-                        .map(|s| s.as_str().to_string())
-                        .unwrap_or_default(),
-                    execution_status: cs.execution_status().map(|s| s.as_str().to_string()),
-                    reason: cs.status_reason().map(str::to_string),
-                }),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|se| se.is_change_set_not_found_exception()) =>
-                {
+            let state = match stackwave_aws::cfn::change_set_state(
+                &ctx.clients.cfn,
+                &r.stack,
+                &r.change_set_name,
+            )
+            .await
+            {
+                Ok(state) => state,
+                Err(e) if e.is_transient() => {
+                    no_news(&r.stack, &e);
                     None
                 }
-                Err(e) => match aws_error("cloudformation:DescribeChangeSet", e) {
-                    e if e.is_transient() => {
-                        no_news(&r.stack, &e);
-                        None
-                    }
-                    e => return Err(e),
-                },
+                Err(e) => return Err(e),
             };
             Ok((r.stack.clone(), state))
         })
@@ -394,26 +377,15 @@ async fn step(
     match &advance.step {
         Step::Wait => {}
         Step::ExecuteChangeSet => {
-            let result = ctx
-                .clients
-                .cfn
-                .execute_change_set()
-                .stack_name(stack)
-                .change_set_name(&record.change_set_name)
-                .client_request_token(&record.client_token)
-                .send()
-                .await;
-            match result {
-                Ok(_) => {}
-                // The token was used already: an earlier try executed this change set.
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|se| se.is_token_already_exists_exception()) => {}
-                Err(e) => fail_step(
-                    &mut next,
-                    aws_error("cloudformation:ExecuteChangeSet", e),
-                    obs.now,
-                )?,
+            if let Err(e) = stackwave_aws::cfn::execute_change_set(
+                &ctx.clients.cfn,
+                stack,
+                &record.change_set_name,
+                &record.client_token,
+            )
+            .await
+            {
+                fail_step(&mut next, e, obs.now)?;
             }
         }
         Step::CreateChangeSet => {

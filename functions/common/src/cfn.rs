@@ -26,3 +26,61 @@ pub async fn describe_stack(
         Err(e) => Err(aws_error("cloudformation:DescribeStacks", e)),
     }
 }
+
+/// DescribeChangeSet: the change set's state, `None` when it does not exist.
+pub async fn change_set_state(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+    change_set: &str,
+) -> Result<Option<stackwave_core::reconcile::ChangeSetState>, Error> {
+    match cfn
+        .describe_change_set()
+        .stack_name(stack)
+        .change_set_name(change_set)
+        .send()
+        .await
+    {
+        Ok(cs) => Ok(Some(stackwave_core::reconcile::ChangeSetState {
+            status: cs
+                .status()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_default(),
+            execution_status: cs.execution_status().map(|s| s.as_str().to_string()),
+            reason: cs.status_reason().map(str::to_string),
+        })),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_change_set_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(aws_error("cloudformation:DescribeChangeSet", e)),
+    }
+}
+
+/// ExecuteChangeSet with the record's ClientRequestToken. A token used already means an
+/// earlier try executed this change set: that is success.
+pub async fn execute_change_set(
+    cfn: &aws_sdk_cloudformation::Client,
+    stack: &str,
+    change_set: &str,
+    client_token: &str,
+) -> Result<(), Error> {
+    match cfn
+        .execute_change_set()
+        .stack_name(stack)
+        .change_set_name(change_set)
+        .client_request_token(client_token)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|se| se.is_token_already_exists_exception()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(aws_error("cloudformation:ExecuteChangeSet", e)),
+    }
+}

@@ -28,7 +28,14 @@ pub struct Config {
     pub cfn_role_arn: Option<String>,
     /// Endpoint override (`STACKWAVE_ENDPOINT_URL`): the local emulator.
     pub endpoint_url: Option<String>,
+    /// How long deploy-stack waits for the change set it created before it hands over to the
+    /// scheduling step (`STACKWAVE_CHANGE_SET_WAIT_SECONDS`, default 20, at most 60; 0: no wait).
+    pub change_set_wait: std::time::Duration,
 }
+
+/// The default of [`Config::change_set_wait`].
+pub const DEFAULT_CHANGE_SET_WAIT_SECONDS: u64 = 20;
+const MAX_CHANGE_SET_WAIT_SECONDS: u64 = 60;
 
 impl Config {
     pub fn from_env() -> Self {
@@ -38,6 +45,12 @@ impl Config {
             topic_arn: var("STACKWAVE_TOPIC_ARN").unwrap_or_default(),
             cfn_role_arn: var("STACKWAVE_CFN_ROLE_ARN"),
             endpoint_url: var("STACKWAVE_ENDPOINT_URL"),
+            change_set_wait: std::time::Duration::from_secs(
+                var("STACKWAVE_CHANGE_SET_WAIT_SECONDS")
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(DEFAULT_CHANGE_SET_WAIT_SECONDS)
+                    .min(MAX_CHANGE_SET_WAIT_SECONDS),
+            ),
         }
     }
 }

@@ -19,7 +19,7 @@ use stackwave_core::io::{
 };
 use stackwave_core::manifest::ParamValue;
 use stackwave_core::plan::PlannedStack;
-use stackwave_core::reconcile::{self, Start};
+use stackwave_core::reconcile::{self, Step};
 use stackwave_core::record::{Action, Operation, Phase, Snapshot, StackRecord};
 use stackwave_core::secret::{self, SecretRef};
 use stackwave_core::Error;
@@ -60,6 +60,12 @@ pub async fn handle(ctx: &Ctx, input: DeployStackInput) -> Result<DeployStackOut
         Ok(()) => {
             store.put_record(run, &record).await?;
             tracing::info!(stack = %stack, operation = ?record.operation, phase = ?record.phase, action = ?record.action, "stack started");
+            if record.phase == Phase::ChangeSetPending {
+                if let Some(next) = Box::pin(execute_when_ready(ctx, &record)).await {
+                    store.put_record(run, &next).await?;
+                    record = next;
+                }
+            }
             Ok(output_of(&record))
         }
         Err(e) if e.is_transient() => Err(e),
@@ -76,6 +82,86 @@ pub async fn handle(ctx: &Ctx, input: DeployStackInput) -> Result<DeployStackOut
             tracing::error!(stack = %stack, error_type = e.name(), error = %e, "stack not started");
             Err(e)
         }
+    }
+}
+
+/// Change sets send no events, so a change set the scheduling step found pending would cost
+/// the stack a whole park. Wait up to `config.change_set_wait` (20 s by default) for it to be ready (DescribeChangeSet
+/// at once, then after 1, 1, 2, 2, 3, ... s) and carry out what `reconcile::advance` decides:
+/// ExecuteChangeSet, or a transition that needs no call (no changes, a failed change set).
+/// Anything else, an error, or a change set still pending at the end is left to the scheduling
+/// step, which observes the same record: the new record, or `None` for "as it was".
+async fn execute_when_ready(ctx: &Ctx, record: &StackRecord) -> Option<StackRecord> {
+    let stack = record.stack.as_str();
+    let wait = ctx.config.change_set_wait;
+    if wait.is_zero() {
+        return None;
+    }
+    let deadline = std::time::Instant::now() + wait;
+    let mut attempt: u64 = 0;
+    loop {
+        let state = match stackwave_aws::cfn::change_set_state(
+            &ctx.clients.cfn,
+            stack,
+            &record.change_set_name,
+        )
+        .await
+        {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::warn!(stack = %stack, error = %e, "change set not observed: the scheduling step takes over");
+                return None;
+            }
+        };
+        let obs = reconcile::Observation {
+            stack: stackwave_core::reconcile::StackView::NotObserved,
+            change_set: state,
+            now: Utc::now(),
+        };
+        let advance = reconcile::advance(record, &obs);
+        match advance.step {
+            reconcile::Step::ExecuteChangeSet => {
+                return match stackwave_aws::cfn::execute_change_set(
+                    &ctx.clients.cfn,
+                    stack,
+                    &record.change_set_name,
+                    &record.client_token,
+                )
+                .await
+                {
+                    Ok(()) => {
+                        let waited = wait.saturating_sub(
+                            deadline.saturating_duration_since(std::time::Instant::now()),
+                        );
+                        tracing::info!(stack = %stack, waited_ms = waited.as_millis() as u64, "change set ready: executed");
+                        Some(advance.record)
+                    }
+                    Err(e) => {
+                        tracing::warn!(stack = %stack, error = %e, "ExecuteChangeSet failed: the scheduling step takes over");
+                        None
+                    }
+                };
+            }
+            reconcile::Step::Settle { .. } | reconcile::Step::Wait
+                if advance.record.phase != record.phase =>
+            {
+                tracing::info!(stack = %stack, phase = ?advance.record.phase, action = ?advance.record.action, "change set settled without an operation");
+                return Some(advance.record);
+            }
+            reconcile::Step::Wait => {}
+            other => {
+                tracing::info!(stack = %stack, step = ?other, "change set needs the scheduling step");
+                return None;
+            }
+        }
+        attempt += 1;
+        let pause = std::time::Duration::from_secs(attempt.div_ceil(2));
+        let now = std::time::Instant::now();
+        if now + pause >= deadline {
+            tracing::info!(stack = %stack, "change set still pending: the scheduling step takes over");
+            return None;
+        }
+        tokio::time::sleep(pause).await;
     }
 }
 
@@ -145,47 +231,34 @@ async fn start(
     let decision = reconcile::start(status.as_deref());
     tracing::info!(stack = %stack, status = ?status, decision = ?decision, "stack observed");
 
-    let change_set_type = match decision {
-        Start::Create => {
-            record.operation = Operation::Create;
-            ChangeSetType::Create
-        }
-        Start::Update => {
-            record.operation = Operation::Update;
+    // The record transition is core's (`reconcile::begin`); this carries out its step.
+    let change_set_type = match reconcile::begin(record, decision, Utc::now()) {
+        Step::CreateChangeSet => ChangeSetType::Create,
+        Step::UpdateChangeSet => {
             if let Some(current) = &current {
                 record.snapshot = Some(snapshot(ctx, run, store, current).await?);
             }
             ChangeSetType::Update
         }
-        Start::DeleteLeftover => {
-            record.operation = Operation::Recreate;
-            record.phase = Phase::DeletingLeftover;
+        Step::DeleteLeftover => {
             return delete_leftover(ctx, record, status.as_deref().unwrap_or_default()).await;
         }
-        Start::AwaitDelete => {
-            record.operation = Operation::Recreate;
-            record.phase = Phase::DeletingLeftover;
-            tracing::info!(stack = %stack, "a delete is running: the stack is created once it is gone");
-            return Ok(());
-        }
-        Start::ContinueRollback => {
-            record.operation = Operation::Update;
-            record.phase = Phase::ContinuingRollback;
-            return continue_update_rollback(ctx, record).await;
-        }
-        Start::WaitForOther => {
-            // Update until the settled status says otherwise: a run-level rollback never
-            // deletes a stack whose operation is an update, and this run has changed nothing.
-            record.operation = Operation::Update;
-            record.phase = Phase::WaitingForOther;
-            tracing::info!(stack = %stack, status = ?status, timeout_minutes = record.timeout_minutes, "another operation runs on the stack: waiting for it to settle");
-            return Ok(());
-        }
-        Start::Refuse { cause, fix } => {
+        Step::ContinueRollback => return continue_update_rollback(ctx, record).await,
+        Step::Settle { reason, .. } => {
+            // Refused: handle() keeps the failure in the record and ends the branch with it.
             return Err(Error::StackFailed {
                 stack: stack.to_string(),
-                cause: format!("{cause}. Fix: {fix}"),
+                cause: reason,
             });
+        }
+        Step::Wait => {
+            tracing::info!(stack = %stack, status = ?status, phase = ?record.phase, timeout_minutes = record.timeout_minutes, "another operation runs on the stack: waiting for it to settle");
+            return Ok(());
+        }
+        other => {
+            return Err(Error::Internal(format!(
+                "stack {stack}: reconcile::begin asked for {other:?} on a first look; this is a bug"
+            )));
         }
     };
 

@@ -206,6 +206,70 @@ async fn create_resolves_parameters_and_starts_a_create_change_set_once() {
 }
 
 #[tokio::test]
+async fn a_change_set_that_becomes_ready_within_the_wait_is_executed_by_deploy_stack() {
+    use aws_sdk_cloudformation::operation::describe_change_set::DescribeChangeSetOutput;
+    use aws_sdk_cloudformation::operation::execute_change_set::{
+        ExecuteChangeSetInput, ExecuteChangeSetOutput,
+    };
+    use aws_sdk_cloudformation::types::{ChangeSetStatus, ExecutionStatus};
+    let bucket = Bucket::default();
+    let run = run();
+    bucket.put_json(
+        &run.plan_key(),
+        &plan(vec![planned("Net", "net.yaml", vec![])]),
+    );
+    let net = absent("Net");
+    let (create, _) = capture_create();
+    // CREATE_PENDING once (a 1-s pause), then CREATE_COMPLETE.
+    let describe_cs = mock!(Cfn::describe_change_set)
+        .sequence()
+        .output(|| {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::CreatePending)
+                .execution_status(ExecutionStatus::Unavailable)
+                .build()
+        })
+        .output(|| {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::CreateComplete)
+                .execution_status(ExecutionStatus::Available)
+                .build()
+        })
+        .build();
+    let executed: Captured<ExecuteChangeSetInput> = Arc::default();
+    let e = executed.clone();
+    let execute = mock!(Cfn::execute_change_set).then_compute_output(move |req| {
+        e.lock().expect("lock").push(req.clone());
+        ExecuteChangeSetOutput::builder().build()
+    });
+    let config = stackwave_aws::Config {
+        change_set_wait: std::time::Duration::from_secs(5),
+        ..config()
+    };
+    let ctx = ctx(
+        &bucket,
+        &[&net, &create, &describe_cs, &execute],
+        &[],
+        config,
+    );
+
+    handle(&ctx, input("Net")).await.expect("started");
+    assert_eq!(describe_cs.num_calls(), 2, "pending, then ready");
+    let calls = executed.lock().expect("lock").clone();
+    assert_eq!(calls.len(), 1, "executed once");
+    let token = reconcile::client_token(EXECUTION, "Net", reconcile::OP_EXECUTE);
+    assert_eq!(calls[0].client_request_token(), Some(token.as_str()));
+    assert_eq!(
+        calls[0].change_set_name(),
+        Some(reconcile::change_set_name(EXECUTION, "Net").as_str())
+    );
+    // The record says so: the scheduling step next observes the stack, not the change set.
+    let record = bucket.record(&run, "Net").expect("record");
+    assert_eq!(record.phase, Phase::Executing);
+    assert_eq!(record.action, Action::InProgress);
+}
+
+#[tokio::test]
 async fn update_snapshots_the_stack_then_starts_an_update_change_set() {
     let bucket = Bucket::default();
     let run = run();

@@ -102,6 +102,11 @@ pub async fn handle(ctx: &Ctx, input: PlanInput) -> Result<PlanOutput, Error> {
         })?;
     }
     check_templates(ctx, &source, &mut plan).await?;
+    stackwave_core::budget::check_history(&plan, fallback_poll_seconds).map_err(|issue| {
+        Error::InvalidManifest {
+            issues: vec![issue],
+        }
+    })?;
     let stack_count = u32::try_from(plan.stacks.len())
         .map_err(|_| Error::Internal(format!("{} stacks do not fit a u32", plan.stacks.len())))?;
 

@@ -130,6 +130,8 @@ pub fn config() -> Config {
         topic_arn: String::new(),
         cfn_role_arn: None,
         endpoint_url: None,
+        // The tests that script the change set's states set a wait.
+        change_set_wait: std::time::Duration::ZERO,
     }
 }
 
