@@ -178,6 +178,22 @@ fn dependencies<'a>(planned: &HashMap<&'a str, &'a PlannedStack>, name: &str) ->
     seen
 }
 
+/// Seconds from `now` to the deadline of the record's restore in flight (its start +
+/// `timeoutMinutes`): a rollback parked for a CloudFormation event still looks at the stack
+/// when its timeout runs out. `None` without a restore in flight, once it has passed, or when
+/// its start does not parse.
+pub fn seconds_to_deadline(record: &StackRecord, now: DateTime<Utc>) -> Option<u64> {
+    let state = record
+        .rollback
+        .as_ref()
+        .filter(|s| s.phase != RollbackPhase::Done)?;
+    let start = reconcile::parse_timestamp(&state.started_at)?;
+    let deadline = start + chrono::Duration::minutes(i64::from(record.timeout_minutes));
+    u64::try_from((deadline - now).num_seconds())
+        .ok()
+        .filter(|s| *s > 0)
+}
+
 /// A rollback just started (the DeleteStack / UpdateStack was accepted).
 pub fn started(operation: RollbackOperation, token: &str, now: DateTime<Utc>) -> RollbackState {
     RollbackState {
@@ -476,6 +492,20 @@ mod tests {
             timeout_minutes: 10,
             rollback: None,
         }
+    }
+
+    #[test]
+    fn a_restore_in_flight_parks_no_longer_than_its_timeout() {
+        let mut r = record("Net", Operation::Update, Action::Updated, "UPDATE_COMPLETE");
+        assert_eq!(seconds_to_deadline(&r, t(100)), None, "no restore");
+        r.rollback = Some(started(RollbackOperation::Restore, "tok", t(60)));
+        // Started at 60 s, 10 minutes: the deadline is at 660 s.
+        assert_eq!(seconds_to_deadline(&r, t(100)), Some(560));
+        assert_eq!(seconds_to_deadline(&r, t(660)), None, "passed");
+        if let Some(state) = r.rollback.as_mut() {
+            settle(state, Action::RolledBack, String::new(), t(200));
+        }
+        assert_eq!(seconds_to_deadline(&r, t(100)), None, "settled");
     }
 
     /// Bellyfed's shape: 5 stages with cross-stage and same-stage dependencies.

@@ -15,6 +15,11 @@ use aws_sdk_cloudformation::error::ProvideErrorMetadata;
 use aws_sdk_cloudformation::types::{ChangeSetType, Stack};
 use chrono::{DateTime, Utc};
 use futures::{stream, StreamExt, TryStreamExt};
+use stackwave_aws::cfn::describe_stack;
+use stackwave_aws::stacks::{
+    continue_update_rollback, create_change_set, delete_leftover, stack_outputs, start_update,
+    ChangeSetStarted,
+};
 use stackwave_aws::{aws_error, Ctx, RunStore};
 use stackwave_core::io::{
     CheckInput, CheckMode, CheckOutput, RollbackScheduleInput, RunContext, ScheduleInput,
@@ -26,10 +31,6 @@ use stackwave_core::reconcile::{
 };
 use stackwave_core::record::{Action, Phase, StackRecord};
 use stackwave_core::Error;
-use stackwave_deploy_stack::{
-    continue_update_rollback, create_change_set, delete_leftover, describe_stack, stack_outputs,
-    start_update, ChangeSetStarted,
-};
 
 /// The input shape, shown in `InvalidInput` errors.
 pub const ACCEPTED: &str = "{\"run\": {...}, \"stacks\": [\"StackName\"], \"attempt\": 0}";

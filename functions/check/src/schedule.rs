@@ -68,7 +68,7 @@ pub async fn handle(ctx: &Ctx, input: ScheduleInput) -> Result<ScheduleOutput, E
         let Some(planned) = plan.stack(name) else {
             continue;
         };
-        let mut record = stackwave_deploy_stack::new_record(run, planned);
+        let mut record = stackwave_aws::stacks::new_record(run, planned);
         record.phase = Phase::Done;
         record.action = Action::Failed;
         record.reason = format!(
@@ -180,15 +180,8 @@ pub async fn handle_rollback(
     let now = chrono::Utc::now();
     let wait_seconds = current
         .iter()
-        .filter_map(|r| {
-            let started = r
-                .rollback
-                .as_ref()
-                .filter(|s| s.phase != stackwave_core::record::RollbackPhase::Done)
-                .and_then(|s| reconcile::parse_timestamp(&s.started_at))?;
-            let deadline = started + chrono::Duration::minutes(i64::from(r.timeout_minutes));
-            u32::try_from((deadline - now).num_seconds().saturating_add(1)).ok()
-        })
+        .filter_map(|r| rollback::seconds_to_deadline(r, now))
+        .map(|s| u32::try_from(s.saturating_add(1)).unwrap_or(u32::MAX))
         .fold(run.fallback_poll_seconds.max(1), u32::min)
         .max(1);
     let failed_stacks: Vec<String> = names

@@ -5,6 +5,7 @@ pub mod cfn;
 pub mod errors;
 pub mod lock;
 pub mod secrets;
+pub mod stacks;
 pub mod store;
 pub mod telemetry;
 

@@ -235,7 +235,7 @@ async fn start_restore(
         .config()
         .region()
         .map(|r| r.as_ref().to_string());
-    let url = stackwave_deploy_stack::template_url(
+    let url = stackwave_aws::stacks::template_url(
         ctx.config.endpoint_url.as_deref(),
         region.as_deref(),
         &run.bucket,
