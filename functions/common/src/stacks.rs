@@ -100,15 +100,8 @@ pub async fn start(
         }
     };
 
-    match create_change_set(ctx, run, planned, record, change_set_type).await? {
-        ChangeSetStarted::Started => record.phase = Phase::ChangeSetPending,
-        ChangeSetStarted::NoChanges => {
-            record.phase = Phase::Done;
-            record.action = Action::Unchanged;
-            record.reason = "no changes".into();
-            record.finished_at = Some(reconcile::timestamp(Utc::now()));
-        }
-    }
+    let started = create_change_set(ctx, run, planned, record, change_set_type).await?;
+    record_started(record, started);
     Ok(())
 }
 
@@ -195,7 +188,14 @@ pub async fn start_update(
         record.snapshot = Some(snapshot(ctx, run, store, &current).await?);
     }
     record.operation = Operation::Update;
-    match create_change_set(ctx, run, planned, record, ChangeSetType::Update).await? {
+    let started = create_change_set(ctx, run, planned, record, ChangeSetType::Update).await?;
+    record_started(record, started);
+    Ok(())
+}
+
+/// The record after CreateChangeSet: waiting for its change set, or done and `unchanged`.
+fn record_started(record: &mut StackRecord, started: ChangeSetStarted) {
+    match started {
         ChangeSetStarted::Started => record.phase = Phase::ChangeSetPending,
         ChangeSetStarted::NoChanges => {
             record.phase = Phase::Done;
@@ -204,7 +204,6 @@ pub async fn start_update(
             record.finished_at = Some(reconcile::timestamp(Utc::now()));
         }
     }
-    Ok(())
 }
 
 /// Step 2: replace `{output}` and `{ssm}` by their values. A SecureString is not resolved to
