@@ -220,6 +220,36 @@ def check_statement(where: str, stmt, lines, report: Report, identity: bool) -> 
             report.star_resources.append(f"{label}: {reason}")
 
 
+STACK_WRITES = {"cloudformation:CreateChangeSet", "cloudformation:UpdateStack", "cloudformation:CreateStack"}
+
+
+def check_transforms(where: str, policies, report: Report) -> None:
+    """A function that creates change sets or updates stacks from templates also needs
+    CreateChangeSet on the AWS-owned transforms (arn:...:aws:transform/*): CloudFormation checks
+    it for any template with a Transform (SAM, macros), and answers AccessDenied without it."""
+    writes, transform = False, False
+    for item in policies:
+        if not isinstance(item, Map) or "Statement" not in item:
+            continue
+        for stmt in as_list(item["Statement"]):
+            if not isinstance(stmt, Map) or text(stmt.get("Effect")) != "Allow":
+                continue
+            actions = {text(a) for a in as_list(stmt.get("Action"))}
+            if actions & STACK_WRITES:
+                writes = True
+            if "cloudformation:CreateChangeSet" in actions and any(
+                ":aws:transform/" in (text(r.value if isinstance(r, Intrinsic) else r) or "")
+                for r in as_list(stmt.get("Resource"))
+            ):
+                transform = True
+    if writes and not transform:
+        report.failures.append(
+            f"{where}: creates change sets or updates stacks but lacks cloudformation:CreateChangeSet on "
+            f'"arn:${{AWS::Partition}}:cloudformation:${{AWS::Region}}:aws:transform/*": templates with a '
+            f"Transform would fail with AccessDenied"
+        )
+
+
 def check_document(where: str, doc, lines, report: Report, identity: bool) -> None:
     report.policies += 1
     if isinstance(doc, Intrinsic):
@@ -252,6 +282,7 @@ def check_template(path: str, report: Report) -> None:
             continue
         where = f"{os.path.basename(path)}:{name}"
         if rtype in SAM_TYPES:
+            check_transforms(where, as_list(props.get("Policies")), report)
             for i, item in enumerate(as_list(props.get("Policies"))):
                 w = f"{where}.Policies[{i}]"
                 s = text(item)
@@ -358,6 +389,31 @@ Resources:
       Policies:
         - S3CrudPolicy: {BucketName: !Ref B}
 """, 1, "SAM policy template"),
+    "stack writes without the transform grant": ("""
+Resources:
+  F:
+    Type: AWS::Serverless::Function
+    Properties:
+      Policies:
+        - Statement:
+            - Effect: Allow
+              Action: [cloudformation:CreateChangeSet, cloudformation:ExecuteChangeSet]
+              Resource: !Sub "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/*/*"
+""", 1, "aws:transform/*"),
+    "stack writes with the transform grant": ("""
+Resources:
+  F:
+    Type: AWS::Serverless::Function
+    Properties:
+      Policies:
+        - Statement:
+            - Effect: Allow
+              Action: cloudformation:UpdateStack
+              Resource: !Sub "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/*/*"
+            - Effect: Allow
+              Action: cloudformation:CreateChangeSet
+              Resource: !Sub "arn:${AWS::Partition}:cloudformation:${AWS::Region}:aws:transform/*"
+""", 0, "OK"),
     "star resource with reason": ("""
 Resources:
   F:

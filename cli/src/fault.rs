@@ -15,6 +15,11 @@
 //!   CloudFormation's stack status change events on the default EventBridge bus are lost,
 //!   delivered twice, or late (each copy after a random 0..S seconds, so out of order), until
 //!   cleared; with `--stack`, only those stacks' events.
+//! - `lambda --function F --error E [--times N]`: the next N (default 1) synchronous invocations
+//!   of function F through the gateway fail at Lambda level with E, as Lambda reports it
+//!   ([`LAMBDA_ERRORS`]): `Sandbox.Timedout` runs the handler and loses its answer (a function
+//!   past its timeout), `Lambda.Unknown` answers nothing (out of memory), a `Lambda.*Exception`
+//!   fails the Invoke call itself.
 //! - `list`, `clear`.
 //!
 //! The functions here are what the command runs, and what end-to-end tests call.
@@ -24,6 +29,17 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+/// The Lambda-level errors a `lambda` fault can produce (the emulator accepts the same).
+pub const LAMBDA_ERRORS: &[&str] = &[
+    "Sandbox.Timedout",
+    "Lambda.Unknown",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.ClientExecutionTimeoutException",
+];
 
 /// The control API's path on the local endpoint.
 pub const FAULTS_PATH: &str = "/_stackwave/faults";
@@ -91,6 +107,13 @@ pub enum FaultRequest {
         delay_seconds: f64,
         stacks: Vec<String>,
     },
+    Lambda {
+        function: String,
+        error: String,
+        times: u32,
+        /// Only the invocations of this environment's runs.
+        environment: Option<String>,
+    },
 }
 
 impl FaultRequest {
@@ -149,6 +172,26 @@ impl FaultRequest {
                     named("--stack", s)?;
                 }
             }
+            FaultRequest::Lambda {
+                function,
+                error,
+                times,
+                environment,
+            } => {
+                named("--function", function)?;
+                if let Some(e) = environment {
+                    named("--environment", e)?;
+                }
+                if !LAMBDA_ERRORS.contains(&error.as_str()) {
+                    bail!(
+                        "--error {error} is not a Lambda-level error the gateway produces. Fix: give one of {}",
+                        LAMBDA_ERRORS.join(", ")
+                    );
+                }
+                if *times == 0 {
+                    bail!("--times 0 fails nothing. Fix: give a number of invocations >= 1");
+                }
+            }
             FaultRequest::Throttle { api, rate } => {
                 named("--api", api)?;
                 if !(rate.is_finite() && *rate > 0.0 && *rate <= 1.0) {
@@ -184,6 +227,19 @@ impl FaultRequest {
             }
             FaultRequest::Throttle { api, rate } => {
                 json!({"kind": "throttle", "api": api, "rate": rate})
+            }
+            FaultRequest::Lambda {
+                function,
+                error,
+                times,
+                environment,
+            } => {
+                let mut body =
+                    json!({"kind": "lambda", "function": function, "error": error, "times": times});
+                if let Some(e) = environment {
+                    body["environment"] = json!(e);
+                }
+                body
             }
             FaultRequest::Events {
                 drop_rate,
@@ -231,6 +287,13 @@ pub struct Fault {
     pub delay_seconds: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stacks: Option<Vec<String>>,
+    /// The function and error of a `lambda` fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
     /// Events lost, duplicated and delayed so far (an `events` fault).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropped: Option<u64>,
@@ -383,6 +446,15 @@ pub fn describe(f: &Fault) -> String {
             f.duplicate_rate.unwrap_or_default() * 100.0,
             f.delay_seconds.unwrap_or_default()
         ),
+        "lambda" => format!(
+            "fail invocations of {}{} with {}",
+            f.function.as_deref().unwrap_or("?"),
+            f.environment
+                .as_deref()
+                .map(|e| format!(" in environment {e}"))
+                .unwrap_or_default(),
+            f.error.as_deref().unwrap_or("?")
+        ),
         other => format!("{other} fault"),
     };
     let reason = f
@@ -408,6 +480,7 @@ pub fn render_table(faults: &[Fault]) -> String {
         .map(|f| {
             let target = match f.kind.as_str() {
                 "throttle" => f.api.clone().unwrap_or_default(),
+                "lambda" => f.function.clone().unwrap_or_default(),
                 "events" => f
                     .stacks
                     .as_ref()
@@ -426,6 +499,7 @@ pub fn render_table(faults: &[Fault]) -> String {
                 .join(", "),
                 "hang" => format!("{}s", f.seconds.unwrap_or_default()),
                 "throttle" => format!("rate {}", f.rate.unwrap_or_default()),
+                "lambda" => f.error.clone().unwrap_or_default(),
                 "events" => format!(
                     "drop {} dup {} delay {}s (dropped {}, duplicated {}, delayed {})",
                     f.drop_rate.unwrap_or_default(),
@@ -485,6 +559,47 @@ mod tests {
 
     fn fault(v: Value) -> Fault {
         serde_json::from_value(v).expect("fault")
+    }
+
+    #[test]
+    fn a_lambda_fault_names_a_known_error_and_at_least_one_invocation() {
+        let ok = FaultRequest::Lambda {
+            function: "check".into(),
+            error: "Sandbox.Timedout".into(),
+            times: 2,
+            environment: None,
+        };
+        ok.validate().expect("valid");
+        assert_eq!(
+            ok.body(),
+            json!({"kind": "lambda", "function": "check", "error": "Sandbox.Timedout", "times": 2})
+        );
+        let bad = FaultRequest::Lambda {
+            function: "check".into(),
+            error: "Boom".into(),
+            times: 1,
+            environment: None,
+        };
+        let why = bad.validate().expect_err("unknown error").to_string();
+        assert!(
+            why.contains("--error Boom") && why.contains("Lambda.Unknown"),
+            "{why}"
+        );
+        let none = FaultRequest::Lambda {
+            function: "check".into(),
+            error: "Lambda.Unknown".into(),
+            times: 0,
+            environment: Some("dev".into()),
+        };
+        assert!(none.validate().is_err());
+        let f = fault(
+            json!({"id": "fault-3", "kind": "lambda", "function": "check",
+            "error": "Sandbox.Timedout", "timesRemaining": 2, "applied": 0}),
+        );
+        assert_eq!(
+            describe(&f),
+            "fail invocations of check with Sandbox.Timedout; applies 2 times"
+        );
     }
 
     #[test]

@@ -428,6 +428,11 @@ async fn invoke(gw: Arc<Gateway>, target: String, req: Request) -> Response {
             }
         }
     };
+    if invocation_type == "RequestResponse" {
+        if let Some(error) = take_lambda_fault(&gw, &name, &input).await {
+            return injected(&gw, function, input, &error).await;
+        }
+    }
     match invocation_type.as_str() {
         "DryRun" => return invoke_answer(StatusCode::NO_CONTENT, Vec::new(), false),
         "Event" => {
@@ -457,6 +462,70 @@ async fn invoke(gw: Arc<Gateway>, target: String, req: Request) -> Response {
                 .into_bytes(),
             true,
         ),
+    }
+}
+
+/// The error of the next `lambda` fault set for this function and the run's environment
+/// (`stackwave local fault lambda`), used up; `None` when there is none or the emulator does
+/// not answer.
+async fn take_lambda_fault(gw: &Gateway, function: &str, input: &Value) -> Option<String> {
+    // Every function's input names the run's environment: `run.environment`, or the execution
+    // input's `environment` (plan).
+    let environment = ["/run/environment", "/input/environment", "/environment"]
+        .iter()
+        .find_map(|p| input.pointer(p).and_then(Value::as_str));
+    let resp = gw
+        .http
+        .post(format!("{}/_stackwave/faults/lambda/take", gw.emulator_url))
+        .json(&json!({ "function": function, "environment": environment }))
+        .send()
+        .await
+        .ok()?;
+    let answer: Value = resp.json().await.ok()?;
+    answer.get("error")?.as_str().map(str::to_string)
+}
+
+/// A Lambda-level failure a `lambda` fault asked for, answered as Lambda answers it.
+async fn injected(gw: &Gateway, function: Function, input: Value, error: &str) -> Response {
+    tracing::warn!(
+        function = function.name(),
+        error,
+        "lambda fault: this invocation fails"
+    );
+    let function_error = |error_type: &str, message: String| {
+        invoke_answer(
+            StatusCode::OK,
+            json!({"errorType": error_type, "errorMessage": message})
+                .to_string()
+                .into_bytes(),
+            true,
+        )
+    };
+    match error {
+        "Sandbox.Timedout" => {
+            // Past its timeout: what the handler did happened; its answer is lost.
+            let _ = gw.executor.run(function, input).await;
+            function_error(
+                error,
+                format!(
+                    "RequestId: {} Error: Task timed out after 60.00 seconds",
+                    request_id()
+                ),
+            )
+        }
+        "Lambda.Unknown" => function_error(
+            error,
+            "RequestId: the function exited without an answer (out of memory)".to_string(),
+        ),
+        service => {
+            let code = service.strip_prefix("Lambda.").unwrap_or(service);
+            let status = if code == "TooManyRequestsException" {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::INTERNAL_SERVER_ERROR
+            };
+            lambda_error(status, code, "fault injected by the local gateway")
+        }
     }
 }
 

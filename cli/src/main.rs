@@ -224,6 +224,27 @@ enum FaultCommand {
         #[arg(long = "stack", value_name = "STACK")]
         stacks: Vec<String>,
     },
+    /// Fail the next invocations of a function through the gateway at Lambda level, as Lambda
+    /// reports it: Sandbox.Timedout (the handler runs, its answer is lost), Lambda.Unknown,
+    /// or a Lambda service error (Lambda.ServiceException, ...).
+    Lambda {
+        #[command(flatten)]
+        args: LocalArgs,
+        /// The function: plan, deploy-stack, check, wake, notify, finalize or rollback.
+        #[arg(long, value_name = "NAME")]
+        function: String,
+        /// The error: Sandbox.Timedout, Lambda.Unknown, Lambda.ServiceException,
+        /// Lambda.AWSLambdaException, Lambda.SdkClientException,
+        /// Lambda.TooManyRequestsException or Lambda.ClientExecutionTimeoutException.
+        #[arg(long, value_name = "ERROR")]
+        error: String,
+        /// How many invocations fail.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        times: u32,
+        /// Only the invocations of this environment's runs [default: every run's].
+        #[arg(long, value_name = "ENV")]
+        environment: Option<String>,
+    },
     /// The faults set, with how often each applied.
     List {
         #[command(flatten)]
@@ -500,6 +521,21 @@ async fn run_fault(command: FaultCommand) -> anyhow::Result<u8> {
         FaultCommand::Throttle { args, api, rate } => {
             (args, fault::FaultRequest::Throttle { api, rate })
         }
+        FaultCommand::Lambda {
+            args,
+            function,
+            error,
+            times,
+            environment,
+        } => (
+            args,
+            fault::FaultRequest::Lambda {
+                function,
+                error,
+                times,
+                environment,
+            },
+        ),
         FaultCommand::Events {
             args,
             drop_rate,

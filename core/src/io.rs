@@ -273,6 +273,10 @@ pub struct ScheduleInput {
     /// The stage's index in the plan.
     pub stage: u32,
     pub mode: CheckMode,
+    /// When the state machine entered this step (`$$.State.EnteredTime`): the same for every
+    /// retry of one step, so a retry after a lost answer (a timeout) replays that answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 /// The rollback's scheduling step (check, `mode: rollback_schedule`).
@@ -283,10 +287,13 @@ pub struct RollbackScheduleInput {
     /// The stacks to restore, as the rollback plan listed them (`RollbackPlanOutput::waves`).
     pub waves: Vec<Vec<String>>,
     pub mode: CheckMode,
+    /// As [`ScheduleInput::step`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
 }
 
 /// The scheduling step's answer (`ResultPath: $.schedule`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleOutput {
     /// Stacks to start now (the `DeployReady` Map's items); the schedule counts them started.

@@ -57,6 +57,29 @@ pub struct ScheduleState {
     /// Scheduling steps so far (for logs and the fallback poll).
     #[serde(default)]
     pub rounds: u32,
+    /// The last step that completed (its `$$.State.EnteredTime`) and its answer: a retry of
+    /// that step (its answer was lost, e.g. to a timeout) gets the same answer, so the stacks
+    /// it started are started, not taken for stacks whose deploy-stack failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_step: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_output: Option<crate::io::ScheduleOutput>,
+}
+
+impl ScheduleState {
+    /// The answer of `step` if it already completed: a retry replays it.
+    pub fn replay(&self, step: Option<&str>) -> Option<&crate::io::ScheduleOutput> {
+        let step = step?;
+        (self.last_step.as_deref() == Some(step))
+            .then_some(self.last_output.as_ref())
+            .flatten()
+    }
+
+    /// Remember `step`'s answer.
+    pub fn answered(&mut self, step: Option<&str>, output: &crate::io::ScheduleOutput) {
+        self.last_step = step.map(str::to_string);
+        self.last_output = step.map(|_| output.clone());
+    }
 }
 
 impl ScheduleState {
@@ -197,8 +220,31 @@ mod tests {
         ScheduleState {
             started: started.iter().map(|s| s.to_string()).collect(),
             settled: settled.iter().map(|(s, o)| (s.to_string(), *o)).collect(),
-            rounds: 0,
+            ..ScheduleState::default()
         }
+    }
+
+    #[test]
+    fn a_retried_step_replays_the_answer_of_the_step_that_completed() {
+        let output = crate::io::ScheduleOutput {
+            ready: vec!["Net".into()],
+            settled: false,
+            any_failed: false,
+            wait_seconds: 5,
+            in_flight: 0,
+            succeeded: 0,
+            failed: 0,
+            failed_stacks: vec![],
+        };
+        let mut s = state(&[], &[]);
+        assert_eq!(s.replay(Some("2026-12-03T10:00:00.000Z")), None);
+        s.answered(Some("2026-12-03T10:00:00.000Z"), &output);
+        assert_eq!(s.replay(Some("2026-12-03T10:00:00.000Z")), Some(&output));
+        // The next step (entered later) decides afresh; so does a step without a time.
+        assert_eq!(s.replay(Some("2026-12-03T10:00:05.000Z")), None);
+        assert_eq!(s.replay(None), None);
+        s.answered(None, &output);
+        assert_eq!(s.replay(Some("2026-12-03T10:00:00.000Z")), None);
     }
 
     use Outcome::{Failed, Succeeded};

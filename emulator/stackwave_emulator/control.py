@@ -10,6 +10,8 @@
     GET    /_stackwave/faults           -> {"faults": [...]}
     DELETE /_stackwave/faults           clear all -> {"cleared": n}
     DELETE /_stackwave/faults/<id>      remove one -> {"removed": true} or 404
+    POST   /_stackwave/faults/lambda/take {"function": name, "environment": env} -> {"error": E or null}: the gateway,
+                                        before each invocation (a lambda fault applies once per take)
 
 Errors answer 400 (bad input), 404 (unknown path or fault) or 405 with {"error": "..."}.
 Every other request goes to moto. POST /moto-api/reset also drops scheduled operations.
@@ -90,6 +92,14 @@ def handle(environ: dict[str, Any], start_response: StartResponse) -> Iterable[b
             if method == "DELETE":
                 return _reply(start_response, 200, {"cleared": FAULTS.clear()})
             return _reply(start_response, 405, {"error": "use GET, POST or DELETE"})
+        if path == "faults/lambda/take":
+            if method != "POST":
+                return _reply(start_response, 405, {"error": "use POST"})
+            if not isinstance(body, dict) or not isinstance(body.get("function"), str):
+                return _reply(start_response, 400, {"error": "give {\"function\": name}"})
+            environment = body.get("environment") if isinstance(body.get("environment"), str) else None
+            fault = FAULTS.take_lambda(body["function"], environment)
+            return _reply(start_response, 200, {"error": fault.error if fault else None, "id": fault.id if fault else None})
         if path.startswith("faults/"):
             if method != "DELETE":
                 return _reply(start_response, 405, {"error": "use DELETE"})

@@ -20,6 +20,14 @@ status sequences implemented in ``cloudformation_async``:
   EventBridge's at-least-once, unordered delivery allows. It applies until cleared; ``seed``
   makes its choices repeatable; ``stacks`` limits it to the events of those stacks (the
   ``stack-id`` of a CloudFormation event), so tests running at once do not disturb each other.
+* ``lambda``: the next ``times`` (default 1) invocations of one function through the gateway
+  fail at Lambda level with ``error``, as Lambda reports it: ``Sandbox.Timedout`` (the function
+  ran past its timeout: the gateway runs the handler, then answers the timeout, so its side
+  effects happen and its answer is lost), ``Lambda.Unknown`` (out of memory, no answer), or a
+  Lambda service error such as ``Lambda.ServiceException`` (the Invoke call itself fails, the
+  handler does not run). The gateway takes the fault (``POST /_stackwave/faults/lambda/take``)
+  before each invocation; ``environment`` limits it to the invocations of that environment's
+  runs, so tests running at once do not disturb each other.
 """
 
 from __future__ import annotations
@@ -30,7 +38,16 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = {"fail", "hang", "throttle", "events"}
+KINDS = {"fail", "hang", "throttle", "events", "lambda"}
+LAMBDA_ERRORS = {
+    "Sandbox.Timedout",
+    "Lambda.Unknown",
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.ClientExecutionTimeoutException",
+}
 FAIL_ON = {"create", "update", "delete", "rollback"}
 HANG_ON = {"create", "update", "delete"}
 
@@ -64,10 +81,14 @@ class Fault:
     duplicated: int = 0
     delayed: int = 0
     rng: random.Random | None = None
+    # lambda
+    function: str | None = None
+    error: str | None = None
+    environment: str | None = None  # lambda: only invocations of this run environment
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "kind": self.kind}
-        for key in ("stack", "on", "resource", "reason", "seconds", "api", "rate"):
+        for key in ("stack", "on", "resource", "reason", "seconds", "api", "rate", "function", "error", "environment"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
@@ -108,6 +129,7 @@ class FaultRegistry:
             "hang": {"kind", "stack", "on", "seconds", "times"},
             "throttle": {"kind", "api", "rate", "times", "seed"},
             "events": {"kind", "dropRate", "duplicateRate", "delaySeconds", "seed", "source", "stacks"},
+            "lambda": {"kind", "function", "error", "times", "environment"},
         }[kind]
         unknown = set(body) - allowed
         if unknown:
@@ -149,6 +171,19 @@ class FaultRegistry:
                 self._random.seed(body["seed"])
         if kind == "events":
             self._events_fault(fault, body)
+        if kind == "lambda":
+            function = body.get("function")
+            if not isinstance(function, str) or not function:
+                raise ValueError("function (a function name, e.g. check or stackwave-check) is required")
+            error = body.get("error")
+            if error not in LAMBDA_ERRORS:
+                raise ValueError(f"error must be one of {sorted(LAMBDA_ERRORS)}")
+            fault.function = function.removeprefix("stackwave-")
+            fault.error = error
+            environment = body.get("environment")
+            if environment is not None and (not isinstance(environment, str) or not environment):
+                raise ValueError("environment must be a non-empty string")
+            fault.environment = environment
         self._faults.append(fault)
         return fault
 
@@ -208,6 +243,16 @@ class FaultRegistry:
     def take(self, kind: str, stack: str, on: str) -> Fault | None:
         fault = self._find(kind, stack, on)
         return self._consume(fault) if fault else None
+
+    def take_lambda(self, function: str, environment: str | None = None) -> Fault | None:
+        """The next lambda fault of ``function`` (with or without its ``stackwave-`` prefix) for
+        an invocation of ``environment``'s run, used up. A fault without an environment applies
+        to every invocation."""
+        name = function.removeprefix("stackwave-")
+        for fault in self._faults:
+            if fault.kind == "lambda" and fault.function == name and fault.environment in (None, environment):
+                return self._consume(fault)
+        return None
 
     def peek(self, kind: str, stack: str, on: str) -> Fault | None:
         return self._find(kind, stack, on)

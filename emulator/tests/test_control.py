@@ -44,3 +44,24 @@ def test_unknown_control_paths_and_methods(endpoint):
 
 def test_moto_api_still_answers(endpoint):
     assert requests.get(f"{endpoint}/moto-api/data.json", timeout=5).ok
+
+
+def test_a_lambda_fault_is_taken_once_per_invocation_for_its_function_only(endpoint):
+    fault = control(endpoint, "POST", "faults", {"kind": "lambda", "function": "stackwave-check", "error": "Sandbox.Timedout", "times": 2})
+    assert fault.status_code == 201, fault.text
+    assert fault.json()["function"] == "check" and fault.json()["error"] == "Sandbox.Timedout"
+    try:
+        assert control(endpoint, "POST", "faults/lambda/take", {"function": "stackwave-plan"}).json()["error"] is None
+        taken = [control(endpoint, "POST", "faults/lambda/take", {"function": name}).json()["error"] for name in ("stackwave-check", "check", "stackwave-check")]
+        assert taken == ["Sandbox.Timedout", "Sandbox.Timedout", None]
+        assert all(f["kind"] != "lambda" for f in control(endpoint, "GET", "faults").json()["faults"])
+    finally:
+        control(endpoint, "DELETE", f"faults/{fault.json()['id']}")
+    scoped = control(endpoint, "POST", "faults", {"kind": "lambda", "function": "check", "error": "Lambda.Unknown", "environment": "dev"}).json()
+    assert control(endpoint, "POST", "faults/lambda/take", {"function": "check", "environment": "prod"}).json()["error"] is None
+    assert control(endpoint, "POST", "faults/lambda/take", {"function": "check"}).json()["error"] is None
+    assert control(endpoint, "POST", "faults/lambda/take", {"function": "check", "environment": "dev"}).json()["error"] == "Lambda.Unknown"
+    assert all(f["id"] != scoped["id"] for f in control(endpoint, "GET", "faults").json()["faults"])
+    for bad in ({"kind": "lambda", "function": "check", "error": "Boom"}, {"kind": "lambda", "error": "Lambda.Unknown"}):
+        assert control(endpoint, "POST", "faults", bad).status_code == 400, bad
+    assert control(endpoint, "GET", "faults/lambda/take").status_code == 405

@@ -7,7 +7,7 @@ use stackwave_e2e::asl::{all_states, definitions};
 
 /// Names that belong to the Step Functions service or the Lambda service, not to stackwave.
 fn is_service_name(name: &str) -> bool {
-    name.starts_with("States.") || name.starts_with("Lambda.")
+    name.starts_with("States.") || name.starts_with("Lambda.") || name == "Sandbox.Timedout"
 }
 
 /// Transient names: the only ones a Retry may list.
@@ -17,6 +17,11 @@ const TRANSIENT: &[&str] = &[
     "Lambda.AWSLambdaException",
     "Lambda.SdkClientException",
     "Lambda.TooManyRequestsException",
+    // A function past its timeout (provided runtimes), out of memory, or an invoke whose
+    // client timed out: every handler is idempotent, so these are retried too.
+    "Lambda.ClientExecutionTimeoutException",
+    "Lambda.Unknown",
+    "Sandbox.Timedout",
 ];
 
 fn strings(v: Option<&Value>) -> Vec<String> {
@@ -106,7 +111,7 @@ fn retries_only_transient_errors() {
 }
 
 #[test]
-fn every_lambda_task_retries_throttling() {
+fn every_lambda_task_retries_every_transient_error() {
     for (file, def) in definitions() {
         for (state, body) in all_states(&def) {
             if body.get("Type").and_then(Value::as_str) != Some("Task") {
@@ -120,11 +125,7 @@ fn every_lambda_task_retries_throttling() {
                 .iter()
                 .flat_map(|c| strings(c.get("ErrorEquals")))
                 .collect();
-            for needed in [
-                "Throttled",
-                "Lambda.ServiceException",
-                "Lambda.TooManyRequestsException",
-            ] {
+            for needed in TRANSIENT {
                 assert!(
                     retried.iter().any(|n| n == needed),
                     "{file}: task {state} does not retry {needed}"

@@ -14,7 +14,7 @@ use aws_sdk_sfn::types::HistoryEventType;
 use serde_json::{json, Value};
 use stackwave_e2e::{local, summary_actions, synthetic_dir, unique_env, Execution, Local};
 
-/// Three stacks in one stage: `Net` (1 s) and `Slow` (8 s) are independent, `Db` depends on
+/// Three stacks in one stage: `Net` (1 s) and `Slow` (25 s) are independent, `Db` depends on
 /// `Net`. Then one stage after it.
 fn manifest() -> String {
     manifest_with("")
@@ -42,8 +42,11 @@ async fn run_manifest(
     timeout: Duration,
 ) -> Result<Execution> {
     let [net, slow, db, api] = names(env);
+    // Slow is long enough that the run parks while it runs even on a loaded machine, where a
+    // step takes seconds and deploy-stack, executing its own change set, lets short stacks
+    // settle between steps.
     local
-        .set_stack_seconds(&[(net, 1.0), (slow, 8.0), (db, 1.0), (api, 1.0)])
+        .set_stack_seconds(&[(net, 1.0), (slow, 25.0), (db, 1.0), (api, 1.0)])
         .await?;
     let dir = synthetic_dir("sched", manifest)?;
     let uri = local
@@ -325,6 +328,39 @@ async fn the_rollback_restores_dependants_before_what_they_depend_on() -> Result
     assert!(
         db_done <= net_started,
         "Net's delete started at {net_started}, before Db's ended at {db_done}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_scheduling_step_that_times_out_twice_is_retried_and_the_run_completes() -> Result<()> {
+    let local = local().await?;
+    let env = unique_env("tmo");
+    // The gateway runs check, then answers as Lambda does for a function past its timeout:
+    // what the step did happened, its answer is lost. Every handler is idempotent.
+    let fault = local
+        .fault(
+            json!({"kind": "lambda", "function": "check", "error": "Sandbox.Timedout",
+            "times": 2, "environment": env}),
+        )
+        .await?;
+    let exec = run(&local, &env, 600, Duration::from_secs(180)).await;
+    local.remove_fault(&fault).await?;
+    let exec = exec?;
+    assert_all_created(&exec, &env);
+    let history = local.history(&exec.arn).await?;
+    let timed_out = history
+        .iter()
+        .filter(|e| {
+            e.r#type() == &HistoryEventType::LambdaFunctionFailed
+                && e.lambda_function_failed_event_details()
+                    .and_then(|d| d.error())
+                    == Some("Sandbox.Timedout")
+        })
+        .count();
+    assert_eq!(
+        timed_out, 2,
+        "the two timeouts are in the history, each retried"
     );
     Ok(())
 }

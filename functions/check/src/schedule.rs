@@ -56,6 +56,10 @@ pub async fn handle(ctx: &Ctx, input: ScheduleInput) -> Result<ScheduleOutput, E
         .get_json(&run.schedule_key())
         .await?
         .unwrap_or_default();
+    if let Some(output) = state.replay(input.step.as_deref()) {
+        tracing::info!(stage = input.stage, round = state.rounds, ready = ?output.ready, "a retry of a step that completed: its answer again");
+        return Ok(output.clone());
+    }
 
     let in_flight: Vec<String> = state.in_flight().cloned().collect();
     let mut records = store.records(run, &in_flight).await?;
@@ -100,9 +104,10 @@ pub async fn handle(ctx: &Ctx, input: ScheduleInput) -> Result<ScheduleOutput, E
     }
     state.started.extend(decision.ready.iter().cloned());
     state.rounds = state.rounds.saturating_add(1);
+    let output = output_of(run, &stage, &state, &decision, &current);
+    state.answered(input.step.as_deref(), &output);
     store.put_json(&run.schedule_key(), &state).await?;
 
-    let output = output_of(run, &stage, &state, &decision, &current);
     tracing::info!(
         stage = input.stage,
         round = state.rounds,
@@ -136,6 +141,10 @@ pub async fn handle_rollback(
         .get_json(&run.rollback_schedule_key())
         .await?
         .unwrap_or_default();
+    if let Some(output) = state.replay(input.step.as_deref()) {
+        tracing::info!(round = state.rounds, ready = ?output.ready, "a retry of a rollback step that completed: its answer again");
+        return Ok(output.clone());
+    }
 
     let in_flight: Vec<String> = state.in_flight().cloned().collect();
     let records = store.records(run, &in_flight).await?;
@@ -174,7 +183,6 @@ pub async fn handle_rollback(
     }
     state.started.extend(decision.ready.iter().cloned());
     state.rounds = state.rounds.saturating_add(1);
-    store.put_json(&run.rollback_schedule_key(), &state).await?;
 
     // Restores and deletes send events; the park never outlasts a rollback's timeout.
     let now = chrono::Utc::now();
@@ -200,6 +208,8 @@ pub async fn handle_rollback(
         failed: count(decision.failed),
         failed_stacks,
     };
+    state.answered(input.step.as_deref(), &output);
+    store.put_json(&run.rollback_schedule_key(), &state).await?;
     tracing::info!(
         round = state.rounds,
         ready = ?output.ready,
