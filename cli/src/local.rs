@@ -45,6 +45,8 @@ pub const BUCKET: &str = "stackwave-artifacts-123456789012";
 pub const TOPIC_NAME: &str = "stackwave-alerts";
 pub const QUEUE_NAME: &str = "stackwave-alerts";
 pub const STATE_MACHINE_NAME: &str = "stackwave-deploy";
+/// The loop state machine's name locally (template.yaml's `LoopStateMachine`).
+pub const LOOP_STATE_MACHINE_NAME: &str = "stackwave-loop";
 pub const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/stackwave-local";
 /// How long each stack operation takes in the emulator, for the demo.
 pub const DEFAULT_STACK_SECONDS: f64 = 3.0;
@@ -72,7 +74,16 @@ pub fn queue_arn() -> String {
 }
 
 pub fn state_machine_arn() -> String {
-    format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STATE_MACHINE_NAME}")
+    state_machine_arn_of(STATE_MACHINE_NAME)
+}
+
+/// The loop state machine: one segment of a stage loop or of the rollback.
+pub fn loop_state_machine_arn() -> String {
+    state_machine_arn_of(LOOP_STATE_MACHINE_NAME)
+}
+
+fn state_machine_arn_of(name: &str) -> String {
+    format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}")
 }
 
 /// `arn:aws:lambda:us-east-1:123456789012:function:stackwave-<function>`.
@@ -94,6 +105,7 @@ pub fn substitutions() -> BTreeMap<String, String> {
     m.insert("FinalizeFunctionArn".to_string(), function_arn("finalize"));
     m.insert("RollbackFunctionArn".to_string(), function_arn("rollback"));
     m.insert("WakeFunctionArn".to_string(), function_arn("wake"));
+    m.insert("LoopStateMachineArn".to_string(), loop_state_machine_arn());
     m
 }
 
@@ -278,6 +290,10 @@ impl LocalConfig {
 
     pub fn asl_file(&self) -> PathBuf {
         self.home.join("statemachine").join("deploy.asl.json")
+    }
+
+    pub fn loop_asl_file(&self) -> PathBuf {
+        self.home.join("statemachine").join("loop.asl.json")
     }
 }
 
@@ -698,16 +714,9 @@ pub async fn setup(cfg: &LocalConfig) -> anyhow::Result<LocalEnv> {
             .map_err(|e| sdk_error("sns:Subscribe", e))?;
     }
 
-    let asl_path = cfg.asl_file();
-    let text = std::fs::read_to_string(&asl_path).with_context(|| {
-        format!(
-            "read the state machine definition {} (is STACKWAVE_HOME the repository?)",
-            asl_path.display()
-        )
-    })?;
-    let definition = render_definition(&text, &substitutions())
-        .with_context(|| format!("in {}", asl_path.display()))?;
-    let state_machine_arn = put_state_machine(&aws, &definition).await?;
+    // The loop first: the deploy state machine starts its executions.
+    put_state_machine(&aws, LOOP_STATE_MACHINE_NAME, &cfg.loop_asl_file()).await?;
+    let state_machine_arn = put_state_machine(&aws, STATE_MACHINE_NAME, &cfg.asl_file()).await?;
     put_wake_rule(&http, cfg).await?;
 
     Ok(LocalEnv {
@@ -819,8 +828,18 @@ async fn list_subscription_endpoints(aws: &Aws, topic_arn: &str) -> anyhow::Resu
     }
 }
 
-async fn put_state_machine(aws: &Aws, definition: &str) -> anyhow::Result<String> {
-    let arn = state_machine_arn();
+/// Create or update the state machine `name` from the ASL at `asl_path`, substituted.
+async fn put_state_machine(aws: &Aws, name: &str, asl_path: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(asl_path).with_context(|| {
+        format!(
+            "read the state machine definition {} (is STACKWAVE_HOME the repository?)",
+            asl_path.display()
+        )
+    })?;
+    let definition = render_definition(&text, &substitutions())
+        .with_context(|| format!("in {}", asl_path.display()))?;
+    let definition = definition.as_str();
+    let arn = state_machine_arn_of(name);
     match aws
         .sfn
         .describe_state_machine()
@@ -846,7 +865,7 @@ async fn put_state_machine(aws: &Aws, definition: &str) -> anyhow::Result<String
             Ok(aws
                 .sfn
                 .create_state_machine()
-                .name(STATE_MACHINE_NAME)
+                .name(name)
                 .definition(definition)
                 .role_arn(ROLE_ARN)
                 .send()

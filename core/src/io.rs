@@ -43,6 +43,11 @@ pub struct ExecutionInput {
     /// CloudFormation event before it looks at its stacks anyway (default 300; 1..=3600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_poll_seconds: Option<u32>,
+    /// History events one segment of the stage and rollback loops may use before it hands the
+    /// loop over to a new segment (default and maximum 20,000; at least 500). Lower it only to
+    /// watch the hand-over at a small scale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment_events: Option<u32>,
     /// Reserved: validate and plan only.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
@@ -95,6 +100,15 @@ pub struct RunContext {
     /// CloudFormation event has woken the run.
     #[serde(default = "default_fallback_poll")]
     pub fallback_poll_seconds: u32,
+    /// History events one segment (an execution of the loop state machine) may use before it
+    /// hands the loop over to the next segment ([`crate::budget::SEGMENT_EVENTS`] unless the
+    /// execution input's `segmentEvents` lowers it).
+    #[serde(default = "default_segment_events")]
+    pub segment_events: u32,
+}
+
+fn default_segment_events() -> u32 {
+    crate::budget::SEGMENT_EVENTS
 }
 
 /// Default fallback poll of the dependency schedule: events wake the run; this only bounds how
@@ -277,6 +291,10 @@ pub struct ScheduleInput {
     /// retry of one step, so a retry after a lost answer (a timeout) replays that answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
+    /// The segment running this step (`$$.Execution.Id` of the loop state machine's
+    /// execution): its history is charged for the step, and it hands over once spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
 }
 
 /// The rollback's scheduling step (check, `mode: rollback_schedule`).
@@ -290,6 +308,9 @@ pub struct RollbackScheduleInput {
     /// As [`ScheduleInput::step`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step: Option<String>,
+    /// As [`ScheduleInput::segment`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
 }
 
 /// The scheduling step's answer (`ResultPath: $.schedule`).
@@ -309,6 +330,11 @@ pub struct ScheduleOutput {
     pub failed: u32,
     /// Names of failed stacks (at most 20).
     pub failed_stacks: Vec<String>,
+    /// This segment's history is spent: it ends (the loop's `HandOver`) and the parent starts
+    /// the next segment, which continues from the schedule state in S3. Nothing is ready then.
+    /// Always written: the loop's Choice reads it.
+    #[serde(default)]
+    pub hand_over: bool,
 }
 
 /// The wake function's input: the park action of the state machine, or an EventBridge event.
@@ -379,6 +405,34 @@ pub struct CaughtError {
     pub error: String,
     #[serde(rename = "Cause", default)]
     pub cause: String,
+}
+
+impl CaughtError {
+    /// The error a loop segment failed with. A `states:startExecution.sync:2` task whose child
+    /// execution failed is caught as `States.TaskFailed` with the child's DescribeExecution
+    /// output as its cause; the child's own error and cause are what the summary names. Any
+    /// other error is returned as it is.
+    pub fn unnested(self) -> CaughtError {
+        if self.error != "States.TaskFailed" {
+            return self;
+        }
+        let Ok(described) = serde_json::from_str::<serde_json::Value>(&self.cause) else {
+            return self;
+        };
+        let field = |names: [&str; 2]| {
+            names
+                .iter()
+                .find_map(|n| described.get(*n).and_then(serde_json::Value::as_str))
+                .map(str::to_string)
+        };
+        match field(["Error", "error"]) {
+            Some(error) if field(["ExecutionArn", "executionArn"]).is_some() => CaughtError {
+                error,
+                cause: field(["Cause", "cause"]).unwrap_or_default(),
+            },
+            _ => self,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -470,6 +524,44 @@ pub struct NotifyOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_segment_is_caught_as_its_own_error() {
+        let described = serde_json::json!({
+            "ExecutionArn": "arn:aws:states:us-east-1:123456789012:execution:stackwave-loop:s1",
+            "Status": "FAILED",
+            "Error": "Internal",
+            "Cause": "stacks A of stage 0 can never start"
+        });
+        let caught = CaughtError {
+            error: "States.TaskFailed".into(),
+            cause: described.to_string(),
+        };
+        assert_eq!(
+            caught.unnested(),
+            CaughtError {
+                error: "Internal".into(),
+                cause: "stacks A of stage 0 can never start".into()
+            }
+        );
+        // Anything else is kept as it is.
+        for kept in [
+            CaughtError {
+                error: "StackFailed".into(),
+                cause: "x".into(),
+            },
+            CaughtError {
+                error: "States.TaskFailed".into(),
+                cause: "not json".into(),
+            },
+            CaughtError {
+                error: "States.TaskFailed".into(),
+                cause: "{\"errorMessage\": \"a Lambda\"}".into(),
+            },
+        ] {
+            assert_eq!(kept.clone().unnested(), kept);
+        }
+    }
 
     fn run_json() -> serde_json::Value {
         serde_json::json!({

@@ -64,6 +64,10 @@ pub struct ScheduleState {
     pub last_step: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_output: Option<crate::io::ScheduleOutput>,
+    /// The segment running the loop and the history it has used
+    /// ([`crate::budget::Segment::enter`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<crate::budget::Segment>,
 }
 
 impl ScheduleState {
@@ -235,6 +239,7 @@ mod tests {
             succeeded: 0,
             failed: 0,
             failed_stacks: vec![],
+            hand_over: false,
         };
         let mut s = state(&[], &[]);
         assert_eq!(s.replay(Some("2026-12-03T10:00:00.000Z")), None);

@@ -899,6 +899,7 @@ mod tests {
             started_at: "2026-11-27T10:15:00Z".into(),
             on_failure: crate::manifest::OnFailure::Rollback,
             fallback_poll_seconds: crate::io::DEFAULT_FALLBACK_POLL_SECONDS,
+            segment_events: crate::budget::SEGMENT_EVENTS,
         }
     }
 

@@ -258,6 +258,7 @@ fn manifest_uploaded(event: EventBridgeEvent<serde_json::Value>) -> Result<Trigg
             poll_seconds: None,
             max_concurrency: None,
             fallback_poll_seconds: None,
+            segment_events: None,
             dry_run: false,
         },
         event: Some(TriggerEvent {
@@ -288,6 +289,7 @@ fn deployment_requested(event: EventBridgeEvent<serde_json::Value>) -> Result<Tr
             poll_seconds: detail.poll_seconds,
             max_concurrency: detail.max_concurrency,
             fallback_poll_seconds: None,
+            segment_events: None,
             dry_run: false,
         },
         event: Some(TriggerEvent {
@@ -454,6 +456,7 @@ mod tests {
                 poll_seconds: None,
                 max_concurrency: None,
                 fallback_poll_seconds: None,
+                segment_events: None,
                 dry_run: false,
             }
         );
@@ -582,6 +585,7 @@ mod tests {
                 poll_seconds: Some(PollSeconds { min: 1, max: 2 }),
                 max_concurrency: Some(3),
                 fallback_poll_seconds: None,
+                segment_events: None,
                 dry_run: false,
             }
         );

@@ -50,6 +50,13 @@
 7. StopExecution ends an execution whose task waits for its callback (`.waitForTaskToken`) at
    once, ABORTED, and its token answers ``TaskTimedOut`` from then on. moto left the waiting
    task blocked until its timeout (or forever without one), the execution RUNNING meanwhile.
+
+8. Stopping an execution stops the child executions it started with
+   ``states:startExecution.sync`` / ``.sync:2`` and associated with itself through
+   ``AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID`` (Developer Guide, "Run a Job (.sync)": when the
+   task is stopped Step Functions stops the job, which is why the integration's IAM policy
+   grants ``states:StopExecution``; "Start workflow executions from a task": the parameter
+   associates the child with its parent). moto left the children running.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ from typing import Any
 log = logging.getLogger("stackwave_emulator.stepfunctions")
 
 STATUS_CHANGE = "Step Functions Execution Status Change"
+STARTED_BY = "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"
 
 
 def _epoch_ms(value: Any) -> int | None:
@@ -295,6 +303,21 @@ def install() -> None:
 
     def start_execution(self: Any, state_machine_arn: str, name: Any = None, *args: Any, **kwargs: Any) -> Any:
         return _ORIGINAL["start_execution"](self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
+
+    _ORIGINAL["stop_execution"] = StepFunctionsParserBackend.stop_execution
+
+    def stop_execution(self: Any, execution_arn: str, *args: Any, **kwargs: Any) -> Any:
+        from moto.stepfunctions.parser.api import ExecutionStatus
+
+        result = _ORIGINAL["stop_execution"](self, execution_arn, *args, **kwargs)
+        for child in self._get_executions(ExecutionStatus.RUNNING):
+            data = getattr(child, "input_data", None)
+            if isinstance(data, dict) and data.get(STARTED_BY) == execution_arn:
+                log.info("stopping %s with its parent %s", child.execution_arn, execution_arn)
+                stop_execution(self, child.execution_arn)
+        return result
+
+    StepFunctionsParserBackend.stop_execution = stop_execution  # type: ignore[method-assign]
 
     def _from_error(self: Any, env: Any, ex: Exception) -> Any:
         if isinstance(ex, ClientError):

@@ -154,10 +154,19 @@ fn every_choice_has_a_default() {
 
 /// A state of deploy.asl.json by name (at any depth), or null.
 fn deploy_state(name: &str) -> Value {
+    state_of("deploy.asl.json", name)
+}
+
+/// A state of loop.asl.json (one segment of a stage loop or the rollback) by name, or null.
+fn loop_state(name: &str) -> Value {
+    state_of("loop.asl.json", name)
+}
+
+fn state_of(file: &str, name: &str) -> Value {
     let (_, def) = definitions()
         .into_iter()
-        .find(|(n, _)| n == "deploy.asl.json")
-        .expect("deploy.asl.json");
+        .find(|(n, _)| n == file)
+        .unwrap_or_else(|| panic!("statemachine/{file} missing"));
     all_states(&def)
         .into_iter()
         .find(|(n, _)| n == name)
@@ -166,12 +175,64 @@ fn deploy_state(name: &str) -> Value {
 }
 
 #[test]
-fn a_stage_is_a_schedule_deploy_park_loop() {
+fn a_stage_runs_segments_of_the_loop_until_one_ends_it() {
     let get = deploy_state;
     assert_eq!(get("Stages")["MaxConcurrency"], 1, "stages run in order");
+    let run = get("RunStage");
+    assert_eq!(
+        run["Resource"],
+        "arn:aws:states:::states:startExecution.sync:2"
+    );
+    assert_eq!(
+        run["Parameters"]["StateMachineArn"],
+        "${LoopStateMachineArn}"
+    );
+    assert_eq!(run["Parameters"]["Input"]["loop"], "deploy");
+    assert_eq!(
+        run["Parameters"]["Input"]["AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$"],
+        "$$.Execution.Id"
+    );
+    assert_eq!(run["ResultSelector"]["status.$"], "$.Output.status");
+    assert_eq!(run["Next"], "StageOutcome");
+    let outcome = get("StageOutcome");
+    let routes: Vec<(&str, &str)> = outcome["Choices"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| Some((c["StringEquals"].as_str()?, c["Next"].as_str()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        routes,
+        [
+            ("continue", "RunStage"),
+            ("failed", "StageFailed"),
+            ("done", "StageDone")
+        ]
+    );
+    assert_eq!(get("StageFailed")["Error"], "StackFailed");
+    assert_eq!(get("RollbackOutcome")["Choices"][0]["Next"], "RunRollback");
+    assert_eq!(get("RollbackOutcome")["Default"], "Finalize");
+    // Every status a segment ends with is one the parent routes.
+    for end in ["HandOver", "StageFailed", "StageDone", "RollbackDone"] {
+        let status = loop_state(end)["Result"]["status"].clone();
+        assert!(
+            ["continue", "failed", "done"].contains(&status.as_str().unwrap_or_default()),
+            "{end}: {status}"
+        );
+    }
+}
+
+#[test]
+fn a_segment_is_a_schedule_deploy_park_loop() {
+    let get = loop_state;
+    assert_eq!(get("Loop")["Choices"][0]["Next"], "RollbackSchedule");
+    assert_eq!(get("Loop")["Default"], "Schedule");
     let schedule = get("Schedule");
     assert_eq!(schedule["Parameters"]["mode"], "schedule");
     assert_eq!(schedule["Parameters"]["stage.$"], "$.stage.index");
+    assert_eq!(schedule["Parameters"]["segment.$"], "$$.Execution.Id");
     assert_eq!(schedule["ResultPath"], "$.schedule");
     assert_eq!(schedule["Next"], "StageState");
     let choice = get("StageState");
@@ -179,12 +240,15 @@ fn a_stage_is_a_schedule_deploy_park_loop() {
         .as_array()
         .map(|c| c.iter().filter_map(|c| c["Next"].as_str()).collect())
         .unwrap_or_default();
-    assert_eq!(nexts, ["StageFailed", "StageDone", "DeployReady"]);
+    assert_eq!(
+        nexts,
+        ["HandOver", "StageFailed", "StageDone", "DeployReady"]
+    );
     assert_eq!(
         choice["Default"], "Park",
         "nothing ready and not settled: park"
     );
-    assert_eq!(get("StageFailed")["Error"], "StackFailed");
+    assert_eq!(get("HandOver")["Result"]["status"], "continue");
     let deploy = get("DeployReady");
     assert_eq!(deploy["ItemsPath"], "$.schedule.ready");
     assert_eq!(deploy["MaxConcurrencyPath"], "$.run.maxConcurrency");
@@ -213,15 +277,21 @@ fn a_stage_is_a_schedule_deploy_park_loop() {
 
 #[test]
 fn the_rollback_is_the_same_loop_on_the_reversed_graph() {
-    let get = deploy_state;
-    assert_eq!(get("PlanRollback")["Next"], "RollbackSchedule");
+    assert_eq!(deploy_state("PlanRollback")["Next"], "RunRollback");
+    assert_eq!(
+        deploy_state("RunRollback")["Parameters"]["Input"]["loop"],
+        "rollback"
+    );
+    let get = loop_state;
     let schedule = get("RollbackSchedule");
     assert_eq!(schedule["Parameters"]["mode"], "rollback_schedule");
     assert_eq!(schedule["Parameters"]["waves.$"], "$.rollback.waves");
+    assert_eq!(schedule["Parameters"]["segment.$"], "$$.Execution.Id");
     assert_eq!(schedule["Next"], "RollbackState");
     let choice = get("RollbackState");
-    assert_eq!(choice["Choices"][0]["Next"], "Finalize");
-    assert_eq!(choice["Choices"][1]["Next"], "RestoreReady");
+    assert_eq!(choice["Choices"][0]["Next"], "HandOver");
+    assert_eq!(choice["Choices"][1]["Next"], "RollbackDone");
+    assert_eq!(choice["Choices"][2]["Next"], "RestoreReady");
     assert_eq!(choice["Default"], "RollbackPark");
     assert_eq!(get("RestoreReady")["ItemsPath"], "$.rollbackSchedule.ready");
     assert_eq!(get("RestoreReady")["Next"], "RollbackSchedule");
@@ -242,9 +312,10 @@ fn the_stage_choice_reads_schedule_output_fields() {
         succeeded: 0,
         failed: 0,
         failed_stacks: vec![],
+        hand_over: false,
     })
     .expect("serialize");
-    for field in ["ready", "settled", "anyFailed", "waitSeconds"] {
+    for field in ["ready", "settled", "anyFailed", "waitSeconds", "handOver"] {
         assert!(
             out.get(field).is_some(),
             "ScheduleOutput has no {field}: {out}"

@@ -161,43 +161,36 @@ async fn parameters_the_templates_do_not_declare_or_require_are_refused_before_a
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_that_could_outgrow_the_execution_history_is_refused_before_the_lock_with_the_fix(
 ) -> Result<()> {
-    use stackwave_core::synth::{self, Shape};
     let local = local().await?;
     let environment = unique_env("hx");
-    // One stage of independent stacks, one more than the worst case lets one execution hold.
-    let probe = synth::manifest_yaml("hx", 1, 1, Shape::Independent, "templates/stack.yaml");
-    let probe = stackwave_core::plan::from_text(&probe, "e", &|_| true)?;
-    let fits = stackwave_core::budget::worst_case(
-        &probe,
-        stackwave_core::io::DEFAULT_FALLBACK_POLL_SECONDS,
-    )
-    .max_stacks as usize;
-    let dir = TempDir::new("history")?;
-    std::fs::create_dir_all(dir.path().join("templates"))?;
-    std::fs::write(
-        dir.path().join("templates/stack.yaml"),
-        synth::TEMPLATE_YAML,
+    // One stack with a day's timeout and 1-s fallback polls: 345,600 polls in the worst case,
+    // more segments of 500 events than the parent execution's history can hold tasks for.
+    let dir = stackwave_e2e::synthetic_dir(
+        "history",
+        "name: hx\nstages:\n  - name: one\n    stacks:\n      - name: Long-${environment}\n        template: templates/unit.yaml\n        timeoutMinutes: 1440\n",
     )?;
-    std::fs::write(
-        dir.path().join("manifest.yaml"),
-        synth::manifest_yaml(
-            "hx",
-            1,
-            fits + 1,
-            Shape::Independent,
-            "templates/stack.yaml",
-        ),
-    )?;
-    let exec = local.run_dir(dir.path(), &environment, "history").await?;
+    let uri = local
+        .upload_dir(dir.path(), &format!("tests/{environment}"))
+        .await?;
+    let exec = local
+        .run_execution(
+            &format!("{environment}-history"),
+            &serde_json::json!({"manifest": uri, "environment": environment,
+                                "fallbackPollSeconds": 1, "segmentEvents": 500}),
+            std::time::Duration::from_secs(120),
+        )
+        .await?;
     let cause = invalid_manifest_cause(&exec);
     assert!(
-        cause.contains(&format!("{} stacks at up to", fits + 1))
+        cause.contains("1 stacks at up to")
+            && cause.contains("345600 fallback polls")
             && cause.contains("history events"),
-        "the cause does not name the stacks and the history: {cause}"
+        "the cause does not name the stacks, the polls and the history: {cause}"
     );
     assert!(
-        cause.contains(&format!("at most {fits} stacks each")),
-        "the cause does not give the split size: {cause}"
+        cause.contains("raise fallbackPollSeconds to at least")
+            && cause.contains("raise segmentEvents"),
+        "the cause does not give the fixes: {cause}"
     );
     // Nothing was deployed and the environment is not locked.
     assert!(local.stacks_of(&environment).await?.is_empty());

@@ -364,3 +364,101 @@ async fn a_scheduling_step_that_times_out_twice_is_retried_and_the_run_completes
     );
     Ok(())
 }
+
+/// Executions of the loop state machine that the run `parent` started, oldest first.
+async fn segments_of(local: &Local, parent: &str) -> Result<Vec<String>> {
+    let machine = stackwave_cli::local::loop_state_machine_arn();
+    let mut out = Vec::new();
+    let listed = local
+        .sfn
+        .list_executions()
+        .state_machine_arn(&machine)
+        .max_results(1000)
+        .send()
+        .await
+        .context("list the loop's executions")?;
+    for e in listed.executions() {
+        let described = local
+            .sfn
+            .describe_execution()
+            .execution_arn(e.execution_arn())
+            .send()
+            .await
+            .context("describe a loop execution")?;
+        let input: Value = serde_json::from_str(described.input().unwrap_or("{}"))?;
+        if input["AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"] == parent {
+            out.push((e.start_date().secs(), e.execution_arn().to_string()));
+        }
+    }
+    out.sort();
+    Ok(out.into_iter().map(|(_, arn)| arn).collect())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_loop_whose_segment_is_spent_hands_over_and_the_run_completes() -> Result<()> {
+    let local = local().await?;
+    let env = unique_env("seg");
+    // A chain of six 1-s stacks in one stage and segments of 500 events: a segment affords
+    // about five cycles of ten stacks, so the stage needs several segments.
+    let chain: String = (1..=6)
+        .map(|i| {
+            let depends = if i == 1 {
+                String::new()
+            } else {
+                format!("\n        dependsOn: [C{}-${{environment}}]", i - 1)
+            };
+            format!("      - name: C{i}-${{environment}}\n        template: templates/unit.yaml{depends}\n")
+        })
+        .collect();
+    let manifest = format!("name: seg\nstages:\n  - name: one\n    stacks:\n{chain}");
+    let stacks: Vec<(String, f64)> = (1..=6).map(|i| (format!("C{i}-{env}"), 1.0)).collect();
+    local.set_stack_seconds(&stacks).await?;
+    let dir = synthetic_dir("seg", &manifest)?;
+    let uri = local
+        .upload_dir(dir.path(), &format!("tests/{env}"))
+        .await?;
+    let exec = local
+        .run_execution(
+            &format!("{env}-run"),
+            &json!({"manifest": uri, "environment": env, "segmentEvents": 500,
+                    "pollSeconds": {"min": 1, "max": 2}}),
+            Duration::from_secs(600),
+        )
+        .await?;
+    assert_eq!(exec.status, "SUCCEEDED", "{exec:?}");
+    let summary = exec.output.clone().context("no summary")?;
+    let actions = summary_actions(&summary);
+    for (name, _) in &stacks {
+        assert_eq!(
+            actions.get(name).map(String::as_str),
+            Some("created"),
+            "{name}: {actions:?}"
+        );
+    }
+    let segments = segments_of(&local, &exec.arn).await?;
+    assert!(
+        segments.len() >= 2,
+        "the stage ran in one segment; a 500-event segment should have handed over: {segments:?}"
+    );
+    // Every segment but the last handed over; the last ended the loop.
+    for (i, arn) in segments.iter().enumerate() {
+        let described = local
+            .sfn
+            .describe_execution()
+            .execution_arn(arn)
+            .send()
+            .await?;
+        assert_eq!(described.status().as_str(), "SUCCEEDED", "{arn}");
+        let output: Value = serde_json::from_str(described.output().unwrap_or("{}"))?;
+        let want = if i + 1 == segments.len() {
+            "done"
+        } else {
+            "continue"
+        };
+        assert_eq!(output["status"], want, "segment {i} of {}", segments.len());
+        // No segment came near the history limit.
+        let history = local.history(arn).await?;
+        assert!(history.len() < 600, "segment {i}: {} events", history.len());
+    }
+    Ok(())
+}

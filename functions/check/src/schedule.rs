@@ -6,6 +6,7 @@
 //! (`stackwave_core::schedule::decide`) and how long to park if none does. It never waits.
 
 use stackwave_aws::{Ctx, RunStore};
+use stackwave_core::budget::Segment;
 use stackwave_core::io::{RollbackScheduleInput, RunContext, ScheduleInput, ScheduleOutput};
 use stackwave_core::manifest::Schedule;
 use stackwave_core::plan::PlannedStack;
@@ -93,7 +94,8 @@ pub async fn handle(ctx: &Ctx, input: ScheduleInput) -> Result<ScheduleOutput, E
     }
 
     let max = usize::try_from(run.max_concurrency).unwrap_or(usize::MAX);
-    let decision = schedule::decide(&stage, &state, max);
+    let spent = spent(&mut state, input.segment.as_deref(), run, max);
+    let mut decision = schedule::decide(&stage, &state, max);
     if !decision.stuck.is_empty() {
         return Err(Error::Internal(format!(
             "stacks {} of stage {} can never start: a dependency is neither deployed nor able to start. \
@@ -102,9 +104,16 @@ pub async fn handle(ctx: &Ctx, input: ScheduleInput) -> Result<ScheduleOutput, E
             input.stage
         )));
     }
+    let hand_over = spent && !decision.settled;
+    if hand_over {
+        decision.ready.clear();
+    } else {
+        Segment::charge(&mut state.segment, decision.ready.len());
+    }
     state.started.extend(decision.ready.iter().cloned());
     state.rounds = state.rounds.saturating_add(1);
-    let output = output_of(run, &stage, &state, &decision, &current);
+    let mut output = output_of(run, &stage, &state, &decision, &current);
+    output.hand_over = hand_over;
     state.answered(input.step.as_deref(), &output);
     store.put_json(&run.schedule_key(), &state).await?;
 
@@ -118,6 +127,9 @@ pub async fn handle(ctx: &Ctx, input: ScheduleInput) -> Result<ScheduleOutput, E
         succeeded = output.succeeded,
         failed = output.failed,
         wait_seconds = output.wait_seconds,
+        hand_over = output.hand_over,
+        segment = state.segment.as_ref().map_or(0, |s| s.count),
+        segment_events = state.segment.as_ref().map_or(0, |s| s.events),
         "scheduled"
     );
     Ok(output)
@@ -173,13 +185,20 @@ pub async fn handle_rollback(
         })
         .collect();
     let max = usize::try_from(run.max_concurrency).unwrap_or(usize::MAX);
-    let decision = schedule::decide_nodes(&nodes, &state, max, Rules::Rollback);
+    let spent = spent(&mut state, input.segment.as_deref(), run, max);
+    let mut decision = schedule::decide_nodes(&nodes, &state, max, Rules::Rollback);
     if !decision.stuck.is_empty() {
         return Err(Error::Internal(format!(
             "stacks {} can never be restored: the rollback graph has a cycle. Fix: this is a bug \
              in the rollback plan; restore them by hand",
             decision.stuck.join(", ")
         )));
+    }
+    let hand_over = spent && !decision.settled;
+    if hand_over {
+        decision.ready.clear();
+    } else {
+        Segment::charge(&mut state.segment, decision.ready.len());
     }
     state.started.extend(decision.ready.iter().cloned());
     state.rounds = state.rounds.saturating_add(1);
@@ -207,6 +226,7 @@ pub async fn handle_rollback(
         succeeded: count(decision.succeeded),
         failed: count(decision.failed),
         failed_stacks,
+        hand_over,
     };
     state.answered(input.step.as_deref(), &output);
     store.put_json(&run.rollback_schedule_key(), &state).await?;
@@ -218,6 +238,7 @@ pub async fn handle_rollback(
         rolled_back = output.succeeded,
         rollback_failed = output.failed,
         wait_seconds = output.wait_seconds,
+        hand_over = output.hand_over,
         "rollback scheduled"
     );
     Ok(output)
@@ -262,5 +283,20 @@ fn output_of(
             .take(MAX_FAILED_NAMES)
             .map(|s| s.name.clone())
             .collect(),
+        hand_over: false,
     }
+}
+
+/// Whether this step's segment has spent its history (`budget::Segment::enter`): it then
+/// starts nothing and hands over, unless the loop is settled. A step without a segment (a
+/// caller outside the loop state machine) never hands over.
+fn spent(
+    state: &mut ScheduleState,
+    segment: Option<&str>,
+    run: &RunContext,
+    max_ready: usize,
+) -> bool {
+    segment.is_some_and(|execution| {
+        Segment::enter(&mut state.segment, execution, run.segment_events, max_ready)
+    })
 }

@@ -16,7 +16,7 @@
 use aws_sdk_ssm::types::ParameterType;
 use serde::Serialize;
 use stackwave_aws::{aws_error, lock, Ctx, RunStore};
-use stackwave_core::io::{FinalizeInput, RunContext, RunStatus, RunSummary};
+use stackwave_core::io::{CaughtError, FinalizeInput, RunContext, RunStatus, RunSummary};
 use stackwave_core::record::{Action, Operation, StackRecord};
 use stackwave_core::Error;
 use tracing::{info, warn};
@@ -49,6 +49,9 @@ pub async fn handle(ctx: &Ctx, input: FinalizeInput) -> Result<RunSummary, Error
         error,
         rollback_error,
     } = input;
+    // A loop segment's failure reaches the parent wrapped in its DescribeExecution output.
+    let error = error.map(CaughtError::unnested);
+    let rollback_error = rollback_error.map(CaughtError::unnested);
     // Boxed: the nested SDK futures would otherwise overflow the compiler's layout depth.
     let result = Box::pin(summarize(ctx, &run, error, rollback_error)).await;
     match &result {
@@ -250,6 +253,7 @@ mod tests {
             started_at: "2026-11-27T10:15:00.000Z".into(),
             on_failure: stackwave_core::manifest::OnFailure::Rollback,
             fallback_poll_seconds: stackwave_core::io::DEFAULT_FALLBACK_POLL_SECONDS,
+            segment_events: stackwave_core::budget::SEGMENT_EVENTS,
         }
     }
 

@@ -59,6 +59,7 @@ fn run() -> RunContext {
         started_at: "2026-11-27T10:15:00.000Z".into(),
         on_failure: OnFailure::Rollback,
         fallback_poll_seconds: stackwave_core::io::DEFAULT_FALLBACK_POLL_SECONDS,
+        segment_events: stackwave_core::budget::SEGMENT_EVENTS,
     }
 }
 

@@ -74,6 +74,7 @@ pub async fn handle(ctx: &Ctx, event: &Value) -> Result<Value, Error> {
             .unwrap_or_default(),
         on_failure: Default::default(),
         fallback_poll_seconds: stackwave_core::io::DEFAULT_FALLBACK_POLL_SECONDS,
+        segment_events: stackwave_core::budget::SEGMENT_EVENTS,
     };
     let store = RunStore::for_run(&ctx.clients.s3, &run);
     if store.exists(&run.summary_key()).await? {

@@ -52,8 +52,12 @@ pub async fn handle(ctx: &Ctx, input: PlanInput) -> Result<PlanOutput, Error> {
     let Trigger { input: exec, event } = trigger::from_value(input)?;
     validate_execution(&execution)?;
     let environment = exec.environment.clone();
-    let (poll, max_concurrency, fallback_poll_seconds) =
-        validate_settings(&exec).map_err(|e| from_event(e, event.as_ref()))?;
+    let Settings {
+        poll,
+        max_concurrency,
+        fallback_poll_seconds,
+        segment_events,
+    } = validate_settings(&exec).map_err(|e| from_event(e, event.as_ref()))?;
     if let Some(event) = &event {
         claim_event(ctx, &environment, event, &execution).await?;
     }
@@ -102,7 +106,12 @@ pub async fn handle(ctx: &Ctx, input: PlanInput) -> Result<PlanOutput, Error> {
         })?;
     }
     check_templates(ctx, &source, &mut plan).await?;
-    stackwave_core::budget::check_history(&plan, fallback_poll_seconds).map_err(|issue| {
+    let limits = stackwave_core::budget::Limits {
+        fallback_poll_seconds,
+        segment_events,
+        max_concurrency,
+    };
+    stackwave_core::budget::check_history(&plan, limits).map_err(|issue| {
         Error::InvalidManifest {
             issues: vec![issue],
         }
@@ -122,6 +131,7 @@ pub async fn handle(ctx: &Ctx, input: PlanInput) -> Result<PlanOutput, Error> {
         started_at: started_at(execution.start_time.as_deref()),
         on_failure: plan.on_failure,
         fallback_poll_seconds,
+        segment_events,
     };
     // One deployment per environment: the lease is taken once the input and the manifest are
     // valid; finalize releases it (`stackwave_aws::lock`).
@@ -181,19 +191,48 @@ pub fn parse_execution_input(value: serde_json::Value) -> Result<ExecutionInput,
     trigger::from_value(value).map(|t| t.input)
 }
 
-/// Environment, poll settings (the fallback poll too), concurrency and the reserved dry-run
-/// flag.
-fn validate_settings(exec: &ExecutionInput) -> Result<(PollSeconds, u32, u32), Error> {
+/// The execution input's validated settings.
+struct Settings {
+    poll: PollSeconds,
+    max_concurrency: u32,
+    fallback_poll_seconds: u32,
+    segment_events: u32,
+}
+
+/// Environment, poll settings (the fallback poll too), concurrency, the segment budget and
+/// the reserved dry-run flag.
+fn validate_settings(exec: &ExecutionInput) -> Result<Settings, Error> {
     validate_environment(&exec.environment)?;
     let poll = validate_poll(exec.poll_seconds)?;
     let fallback = validate_fallback_poll(exec.fallback_poll_seconds)?;
     let max_concurrency = validate_max_concurrency(exec.max_concurrency)?;
+    let segment_events = validate_segment_events(exec.segment_events)?;
     if exec.dry_run {
         return Err(invalid(
             "`dryRun` is reserved and not supported yet; nothing was deployed. Fix: remove `dryRun` to deploy, or run `stackwave validate` to check a manifest without deploying",
         ));
     }
-    Ok((poll, max_concurrency, fallback))
+    Ok(Settings {
+        poll,
+        max_concurrency,
+        fallback_poll_seconds: fallback,
+        segment_events,
+    })
+}
+
+/// The history budget of one loop segment, or the default; `500 <= segmentEvents <= 20000`.
+pub fn validate_segment_events(events: Option<u32>) -> Result<u32, Error> {
+    use stackwave_core::budget::{MIN_SEGMENT_EVENTS, SEGMENT_EVENTS};
+    let events = events.unwrap_or(SEGMENT_EVENTS);
+    if (MIN_SEGMENT_EVENTS..=SEGMENT_EVENTS).contains(&events) {
+        Ok(events)
+    } else {
+        Err(invalid(format!(
+            "segmentEvents {events} is out of range: need {MIN_SEGMENT_EVENTS} <= segmentEvents <= {SEGMENT_EVENTS} \
+             (a segment hands the loop over before one execution's 25,000-event history could fill). \
+             Fix: give a number in that range, or leave it out for the default ({SEGMENT_EVENTS})"
+        )))
+    }
 }
 
 /// The schedule's fallback poll, or the default; `1 <= fallbackPollSeconds <= 3600`.
@@ -700,6 +739,22 @@ mod tests {
             let err = validate_fallback_poll(Some(bad)).unwrap_err();
             assert_eq!(err.name(), "InvalidInput");
             assert!(err.to_string().contains("fallbackPollSeconds"), "{err}");
+            assert!(err.to_string().contains("Fix:"), "{err}");
+        }
+    }
+
+    #[test]
+    fn segment_events_bounds() {
+        use stackwave_core::budget::{MIN_SEGMENT_EVENTS, SEGMENT_EVENTS};
+        assert_eq!(validate_segment_events(None).unwrap(), SEGMENT_EVENTS);
+        assert_eq!(
+            validate_segment_events(Some(MIN_SEGMENT_EVENTS)).unwrap(),
+            MIN_SEGMENT_EVENTS
+        );
+        for bad in [0, MIN_SEGMENT_EVENTS - 1, SEGMENT_EVENTS + 1] {
+            let err = validate_segment_events(Some(bad)).unwrap_err();
+            assert_eq!(err.name(), "InvalidInput");
+            assert!(err.to_string().contains("segmentEvents"), "{err}");
             assert!(err.to_string().contains("Fix:"), "{err}");
         }
     }

@@ -150,6 +150,7 @@ pub fn run() -> RunContext {
         started_at: "2026-11-27T10:15:00Z".into(),
         on_failure: OnFailure::Rollback,
         fallback_poll_seconds: stackwave_core::io::DEFAULT_FALLBACK_POLL_SECONDS,
+        segment_events: stackwave_core::budget::SEGMENT_EVENTS,
     }
 }
 
