@@ -235,8 +235,11 @@ impl Local {
     }
 
     /// Every history event of an execution.
+    /// Every history event of a run: its execution's, then each loop segment's (the child
+    /// executions it started, oldest first), so the counts cover the whole run.
     pub async fn history(&self, arn: &str) -> anyhow::Result<Vec<Ev>> {
-        let events = stackwave_cli::aws::execution_history(&self.sfn, arn).await?;
+        let machine = stackwave_cli::local::loop_state_machine_arn();
+        let events = stackwave_cli::aws::run_history(&self.sfn, &machine, arn).await?;
         Ok(events.iter().map(Ev::from_sdk).collect())
     }
 

@@ -238,3 +238,62 @@ pub async fn execution_history(
         }
     }
 }
+
+/// The loop segments (executions of `loop_machine`) that the run `parent` started, oldest
+/// first: those whose input names it in `AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID`.
+pub async fn segments_of(
+    sfn: &aws_sdk_sfn::Client,
+    loop_machine: &str,
+    parent: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = sfn
+            .list_executions()
+            .state_machine_arn(loop_machine)
+            .max_results(1000)
+            .set_next_token(token.clone())
+            .send()
+            .await
+            .map_err(|e| sdk_error("states:ListExecutions", e))?;
+        for e in page.executions() {
+            let described = sfn
+                .describe_execution()
+                .execution_arn(e.execution_arn())
+                .send()
+                .await
+                .map_err(|e| sdk_error("states:DescribeExecution", e))?;
+            let input: serde_json::Value =
+                serde_json::from_str(described.input().unwrap_or("{}")).unwrap_or_default();
+            if input["AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"] == parent {
+                let start = e.start_date();
+                out.push((
+                    start.secs(),
+                    start.subsec_nanos(),
+                    e.execution_arn().to_string(),
+                ));
+            }
+        }
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    out.sort();
+    Ok(out.into_iter().map(|(_, _, arn)| arn).collect())
+}
+
+/// Every history event of a run: its execution's, then each of its loop segments' (oldest
+/// first).
+pub async fn run_history(
+    sfn: &aws_sdk_sfn::Client,
+    loop_machine: &str,
+    arn: &str,
+) -> anyhow::Result<Vec<aws_sdk_sfn::types::HistoryEvent>> {
+    let mut events = execution_history(sfn, arn).await?;
+    for segment in segments_of(sfn, loop_machine, arn).await? {
+        events.extend(execution_history(sfn, &segment).await?);
+    }
+    Ok(events)
+}

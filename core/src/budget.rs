@@ -49,8 +49,11 @@ pub const ITERATION: u64 = 2;
 pub const SCHEDULE_STEP: u64 = TASK + SIMPLE;
 /// One stack started: its DeployReady iteration and its DeployStack task.
 pub const PER_STACK: u64 = ITERATION + TASK;
-/// Per stage: its Stages iteration and StageDone.
-pub const PER_STAGE: u64 = ITERATION + SIMPLE;
+/// Per stage: its Stages iteration, its RunStage task (`startExecution.sync:2`, as a park: 6)
+/// and StageOutcome choice, StageDone, and its segment's own events (execution, Loop choice,
+/// the Pass that ends it). A stage that hands over adds [`PER_SEGMENT`] + [`SEGMENT_FIXED`]
+/// per extra segment.
+pub const PER_STAGE: u64 = ITERATION + PARK + SIMPLE + SIMPLE + SEGMENT_FIXED;
 /// Per run: the execution, Plan, NotifyStart, Finalize, NotifyEnd, Outcome, Deployed and the
 /// Stages map.
 pub const PER_RUN: u64 = 2 + 4 * TASK + SIMPLE + SIMPLE + MAP;
@@ -692,7 +695,7 @@ mod tests {
             e.events,
             PER_RUN + PER_STAGE + 7 * SCHEDULE_STEP + 2 * MAP + 2 * PER_STACK + 4 * PARK
         );
-        assert_eq!(e.events, 129);
+        assert_eq!(e.events, 143);
         assert_eq!(e.transitions, 7 + 1 + 7 * 2 + 2 * 2 + 4);
         assert_eq!(e.invocations, 4 + 7 + 2 + 4);
         assert_eq!(e.makespan_seconds, 2.0 * (10.0 + 1800.0));
@@ -709,7 +712,7 @@ mod tests {
         assert_eq!(e.parks, 2 * (2 + 2));
         assert_eq!(e.parks_timed_out, 2 * (2 + 1));
         assert_eq!(e.schedule_steps, 1 + 2 * (1 + 2 + 2));
-        assert_eq!(e.events, 181);
+        assert_eq!(e.events, 195);
         assert_eq!(w["A"], (10.0, 1810.0));
         assert_eq!(e.makespan_seconds, 2.0 * (10.0 + 1800.0));
     }
@@ -801,7 +804,7 @@ mod tests {
                 + PER_STACK * 2000
                 + PARK * batches * 2
         );
-        assert_eq!(e.events, 15_935);
+        assert_eq!(e.events, 16_005);
         assert!(e.events < HISTORY_LIMIT);
         assert_eq!(e.makespan_seconds, batches as f64 * 1810.0);
     }

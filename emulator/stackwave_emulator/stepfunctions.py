@@ -57,6 +57,15 @@
    task is stopped Step Functions stops the job, which is why the integration's IAM policy
    grants ``states:StopExecution``; "Start workflow executions from a task": the parameter
    associates the child with its parent). moto left the children running.
+
+9. The optimized Step Functions integration (``arn:aws:states:::states:startExecution``,
+   ``.sync``, ``.sync:2``) takes its parameters as the API names them (``StateMachineArn``,
+   ``Input``, ``Name``) and answers with the API's fields capitalised (``ExecutionArn``,
+   ``StartDate``; with ``.sync``/``.sync:2`` the DescribeExecution output: ``Status``,
+   ``Output``, ...), as the Developer Guide's examples show. moto passed the parameters to boto
+   unchanged (boto's names are ``stateMachineArn``, ... so every call failed with
+   ``States.Runtime: 'StateMachineArn'``) and read the answer with capitalised names it never
+   produced.
 """
 
 from __future__ import annotations
@@ -318,6 +327,27 @@ def install() -> None:
         return result
 
     StepFunctionsParserBackend.stop_execution = stop_execution  # type: ignore[method-assign]
+
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+        StateTaskServiceSfn,
+    )
+
+    _ORIGINAL["sfn_normalise_parameters"] = StateTaskServiceSfn._normalise_parameters
+
+    def sfn_normalise_parameters(self: Any, parameters: dict, *args: Any, **kwargs: Any) -> None:
+        _ORIGINAL["sfn_normalise_parameters"](self, parameters, *args, **kwargs)
+        for key in list(parameters):
+            if key[:1].isupper():
+                parameters[key[0].lower() + key[1:]] = parameters.pop(key)
+
+    def sfn_normalise_response(self: Any, response: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(response, dict):
+            for key in list(response):
+                if key[:1].islower():
+                    response[key[0].upper() + key[1:]] = response.pop(key)
+
+    StateTaskServiceSfn._normalise_parameters = sfn_normalise_parameters  # type: ignore[method-assign]
+    StateTaskServiceSfn._normalise_response = sfn_normalise_response  # type: ignore[method-assign]
 
     def _from_error(self: Any, env: Any, ex: Exception) -> Any:
         if isinstance(ex, ClientError):

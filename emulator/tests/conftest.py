@@ -39,8 +39,26 @@ class StubLambda(BaseHTTPRequestHandler):
 
     calls: list[tuple[str, object]] = []
     requests: list[tuple[str, dict[str, str], object]] = []  # (raw path, headers, body) of every call
+    # Where every other request goes (moto's own service integrations, such as
+    # states:startExecution, call MOTO_PORT as the gateway lets them): the emulator.
+    upstream: str | None = None
+
+    def proxy(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")}
+        answer = requests.post(f"{StubLambda.upstream}{self.path}", data=raw, headers=headers, timeout=30)
+        self.send_response(answer.status_code)
+        for key, value in answer.headers.items():
+            if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(answer.content)))
+        self.end_headers()
+        self.wfile.write(answer.content)
 
     def do_POST(self) -> None:  # noqa: N802
+        if "/functions/" not in self.path:
+            self.proxy()
+            return
         name = unquote(self.path.split("/functions/")[1].split("/")[0]).split(":")[-1]
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"null")
         StubLambda.requests.append((self.path, dict(self.headers), body))
@@ -93,6 +111,7 @@ def endpoint(lambda_stub: int, tmp_path_factory: pytest.TempPathFactory) -> str:
             stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}"
+    StubLambda.upstream = url
     deadline = time.time() + 30
     while True:
         try:

@@ -192,3 +192,60 @@ def test_stop_execution_ends_a_task_waiting_for_its_callback_inside_a_map(sfn, n
     described = finished(sfn, execution, timeout=10)
     assert described["status"] == "ABORTED", described
     assert code(lambda: sfn.send_task_success(taskToken=token, output="{}")) == "TaskTimedOut"
+
+
+def _segments(sfn, child_machine: str, parent: str) -> list[dict]:
+    out = []
+    for e in sfn.list_executions(stateMachineArn=child_machine)["executions"]:
+        described = sfn.describe_execution(executionArn=e["executionArn"])
+        if json.loads(described["input"]).get("AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID") == parent:
+            out.append(described)
+    return out
+
+
+def _parent_of(sfn, name: str, child: dict) -> tuple[str, str]:
+    child_machine = sfn.create_state_machine(
+        name=f"{name}-child", definition=json.dumps(child), roleArn=ROLE
+    )["stateMachineArn"]
+    parent = {
+        "StartAt": "Run",
+        "States": {"Run": {
+            "Type": "Task",
+            "Resource": "arn:aws:states:::states:startExecution.sync:2",
+            "Parameters": {
+                "StateMachineArn": child_machine,
+                "Input": {"value.$": "$.value", "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id"},
+            },
+            "ResultSelector": {"status.$": "$.Output.status", "child.$": "$.ExecutionArn"},
+            "End": True,
+        }},
+    }
+    machine = sfn.create_state_machine(name=name, definition=json.dumps(parent), roleArn=ROLE)["stateMachineArn"]
+    return machine, child_machine
+
+
+def test_start_execution_sync_2_takes_the_api_names_and_answers_the_child_output(sfn, name):
+    child = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "Result": {"status": "done"}, "End": True}}}
+    machine, child_machine = _parent_of(sfn, name, child)
+    execution = sfn.start_execution(stateMachineArn=machine, input='{"value": 1}')["executionArn"]
+    described = finished(sfn, execution)
+    assert described["status"] == "SUCCEEDED", described
+    output = json.loads(described["output"])
+    assert output["status"] == "done", output
+    [segment] = _segments(sfn, child_machine, execution)
+    assert output["child"] == segment["executionArn"]
+    assert json.loads(segment["input"])["value"] == 1
+
+
+def test_stopping_a_parent_stops_the_segment_it_started(sfn, name):
+    child = {"StartAt": "Hold", "States": {"Hold": {"Type": "Wait", "Seconds": 300, "End": True}}}
+    machine, child_machine = _parent_of(sfn, name, child)
+    execution = sfn.start_execution(stateMachineArn=machine, input='{"value": 1}')["executionArn"]
+    deadline = time.time() + 20
+    while not (segments := _segments(sfn, child_machine, execution)):
+        assert time.time() < deadline, "the parent started no child"
+        time.sleep(0.2)
+    sfn.stop_execution(executionArn=execution)
+    assert finished(sfn, execution)["status"] == "ABORTED"
+    assert finished(sfn, segments[0]["executionArn"])["status"] == "ABORTED"
+

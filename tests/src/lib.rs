@@ -301,6 +301,19 @@ impl Local {
         stackwave_cli::aws::execution_history(&self.sfn, arn).await
     }
 
+    /// Every history event of a run: its execution's, then each loop segment's (the child
+    /// executions it started), oldest segment first.
+    pub async fn run_history(&self, arn: &str) -> Result<Vec<aws_sdk_sfn::types::HistoryEvent>> {
+        let machine = stackwave_cli::local::loop_state_machine_arn();
+        stackwave_cli::aws::run_history(&self.sfn, &machine, arn).await
+    }
+
+    /// Executions of the loop state machine that the run `parent` started, oldest first.
+    pub async fn segments_of(&self, parent: &str) -> Result<Vec<String>> {
+        let machine = stackwave_cli::local::loop_state_machine_arn();
+        stackwave_cli::aws::segments_of(&self.sfn, &machine, parent).await
+    }
+
     /// Names of the stacks that exist (not deleted) whose name ends with `-<environment>`.
     pub async fn stacks_of(
         &self,

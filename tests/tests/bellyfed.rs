@@ -188,7 +188,7 @@ async fn bellyfed_deploys_in_stage_order_then_is_unchanged_then_updates_exactly_
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let events = local.history(&arn).await?;
+    let events = local.run_history(&arn).await?;
     assert!(
         events.len() > 100 && events.len() < 2_000,
         "{} history events",

@@ -86,7 +86,7 @@ fn secs(t: &aws_smithy_types::DateTime) -> f64 {
 
 /// How the execution's `Park` tasks ended: (woken by SendTaskSuccess, timed out).
 async fn parks(local: &Local, arn: &str) -> Result<(usize, usize)> {
-    let history = local.history(arn).await?;
+    let history = local.run_history(arn).await?;
     let mut park_ids = std::collections::HashSet::new();
     for e in &history {
         if e.r#type() == &HistoryEventType::TaskStateEntered
@@ -348,7 +348,7 @@ async fn a_scheduling_step_that_times_out_twice_is_retried_and_the_run_completes
     local.remove_fault(&fault).await?;
     let exec = exec?;
     assert_all_created(&exec, &env);
-    let history = local.history(&exec.arn).await?;
+    let history = local.run_history(&exec.arn).await?;
     let timed_out = history
         .iter()
         .filter(|e| {
@@ -365,42 +365,14 @@ async fn a_scheduling_step_that_times_out_twice_is_retried_and_the_run_completes
     Ok(())
 }
 
-/// Executions of the loop state machine that the run `parent` started, oldest first.
-async fn segments_of(local: &Local, parent: &str) -> Result<Vec<String>> {
-    let machine = stackwave_cli::local::loop_state_machine_arn();
-    let mut out = Vec::new();
-    let listed = local
-        .sfn
-        .list_executions()
-        .state_machine_arn(&machine)
-        .max_results(1000)
-        .send()
-        .await
-        .context("list the loop's executions")?;
-    for e in listed.executions() {
-        let described = local
-            .sfn
-            .describe_execution()
-            .execution_arn(e.execution_arn())
-            .send()
-            .await
-            .context("describe a loop execution")?;
-        let input: Value = serde_json::from_str(described.input().unwrap_or("{}"))?;
-        if input["AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID"] == parent {
-            out.push((e.start_date().secs(), e.execution_arn().to_string()));
-        }
-    }
-    out.sort();
-    Ok(out.into_iter().map(|(_, arn)| arn).collect())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_loop_whose_segment_is_spent_hands_over_and_the_run_completes() -> Result<()> {
     let local = local().await?;
     let env = unique_env("seg");
-    // A chain of six 1-s stacks in one stage and segments of 500 events: a segment affords
-    // about five cycles of ten stacks, so the stage needs several segments.
-    let chain: String = (1..=6)
+    // A chain of twenty 1-s stacks in one stage and segments of 500 events: each stack costs
+    // about two cycles (its start, then the park its event ends), some 30 events, so the stage
+    // needs two segments or more.
+    let chain: String = (1..=20)
         .map(|i| {
             let depends = if i == 1 {
                 String::new()
@@ -411,7 +383,7 @@ async fn a_loop_whose_segment_is_spent_hands_over_and_the_run_completes() -> Res
         })
         .collect();
     let manifest = format!("name: seg\nstages:\n  - name: one\n    stacks:\n{chain}");
-    let stacks: Vec<(String, f64)> = (1..=6).map(|i| (format!("C{i}-{env}"), 1.0)).collect();
+    let stacks: Vec<(String, f64)> = (1..=20).map(|i| (format!("C{i}-{env}"), 1.0)).collect();
     local.set_stack_seconds(&stacks).await?;
     let dir = synthetic_dir("seg", &manifest)?;
     let uri = local
@@ -435,7 +407,7 @@ async fn a_loop_whose_segment_is_spent_hands_over_and_the_run_completes() -> Res
             "{name}: {actions:?}"
         );
     }
-    let segments = segments_of(&local, &exec.arn).await?;
+    let segments = local.segments_of(&exec.arn).await?;
     assert!(
         segments.len() >= 2,
         "the stage ran in one segment; a 500-event segment should have handed over: {segments:?}"

@@ -182,7 +182,7 @@ async fn assert_never_stored(
     execution_arn: &str,
     cli_output: &str,
 ) -> Result<()> {
-    let history = format!("{:?}", local.history(execution_arn).await?);
+    let history = format!("{:?}", local.run_history(execution_arn).await?);
     let arn = execution_arn.to_string();
     let alert = local
         .wait_alert(Duration::from_secs(60), move |m| {
