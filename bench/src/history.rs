@@ -99,6 +99,9 @@ pub struct Stats {
     pub lambda_seconds: BTreeMap<String, Vec<f64>>,
     /// Seconds spent in each state, summed over its entries (parallel entries add up).
     pub state_seconds: BTreeMap<String, f64>,
+    /// The events of each execution of the run: the run's own first, then each loop segment's.
+    /// Step Functions' 25,000-event limit holds for each of them.
+    pub execution_events: Vec<u64>,
 }
 
 impl Stats {
@@ -118,13 +121,36 @@ impl Stats {
     /// The history identity of `stackwave_core::budget`: the events its per-state counts
     /// predict from this run's counted states.
     pub fn model_events(&self) -> u64 {
+        use stackwave_core::budget::{PER_SEGMENT, SEGMENT_FIXED};
+        // Each stage has one segment in `PER_STAGE`; a segment that hands over adds another.
+        let hand_overs = self.segments().saturating_sub(self.stages);
         stackwave_core::budget::history_events(
             self.stages,
             self.schedule_steps,
             self.deploy_rounds,
             self.deploy_stacks,
             self.parks,
-        )
+        ) + hand_overs * (PER_SEGMENT + SEGMENT_FIXED)
+    }
+
+    /// The run's own execution's events.
+    pub fn parent_events(&self) -> u64 {
+        self.execution_events.first().copied().unwrap_or(0)
+    }
+
+    /// The loop segments (child executions) of the run.
+    pub fn segments(&self) -> u64 {
+        self.execution_events.len().saturating_sub(1) as u64
+    }
+
+    /// The largest segment's events.
+    pub fn max_segment_events(&self) -> u64 {
+        self.execution_events.iter().skip(1).copied().max().unwrap_or(0)
+    }
+
+    /// The largest execution's events: what the 25,000-event limit bounds.
+    pub fn max_execution_events(&self) -> u64 {
+        self.parent_events().max(self.max_segment_events())
     }
 
     pub fn invocations(&self) -> u64 {
@@ -138,8 +164,20 @@ pub fn function_of(resource: &str) -> String {
     name.strip_prefix("stackwave-").unwrap_or(name).to_string()
 }
 
+/// The figures of a run's history: its execution's events, then each segment's, each
+/// execution beginning with its `ExecutionStarted` (event ids restart in each).
 pub fn analyze(events: &[Ev]) -> Stats {
-    let by_id: HashMap<i64, &Ev> = events.iter().map(|e| (e.id, e)).collect();
+    // (execution, event id) → event.
+    let mut by_id: HashMap<(usize, i64), &Ev> = HashMap::new();
+    let mut execution = 0usize;
+    let mut executions: Vec<usize> = Vec::with_capacity(events.len());
+    for (i, e) in events.iter().enumerate() {
+        if e.kind == "ExecutionStarted" && i > 0 {
+            execution += 1;
+        }
+        executions.push(execution);
+        by_id.insert((execution, e.id), e);
+    }
     let mut s = Stats {
         events: events.len() as u64,
         start: events.iter().map(|e| e.t).fold(f64::MAX, f64::min),
@@ -147,9 +185,16 @@ pub fn analyze(events: &[Ev]) -> Stats {
         ..Default::default()
     };
     let mut entered: HashMap<&str, std::collections::VecDeque<f64>> = HashMap::new();
+    s.execution_events = vec![0; execution + 1];
+    for x in &executions {
+        s.execution_events[*x] += 1;
+    }
     // Parks run one at a time per execution: how the current one ended.
     let mut park_woken = false;
-    for e in events {
+    // The Task state last entered: a Task* event belongs to a park only while in one (the run's
+    // own execution has the segment tasks, RunStage and RunRollback).
+    let mut in_park = false;
+    for (e, x) in events.iter().zip(executions.iter().copied()) {
         if let Some(name) = e.name.as_deref() {
             if e.kind.ends_with("StateEntered") {
                 entered.entry(name).or_default().push_back(e.t);
@@ -182,19 +227,22 @@ pub fn analyze(events: &[Ev]) -> Stats {
                 ("TaskStateEntered", Some("Park")) => {
                     s.parks += 1;
                     park_woken = false;
+                    in_park = true;
                 }
+                ("TaskStateEntered", _) => in_park = false,
                 ("MapStateEntered", Some("DeployReady")) => s.deploy_rounds += 1,
-                // Each stage iteration ends in StageDone or StageFailed.
-                (_, Some("StageDone" | "StageFailed")) => s.stages += 1,
+                // Each stage iteration of the run's own execution ends in StageDone or
+                // StageFailed (a segment's states of those names are its own ends).
+                (_, Some("StageDone" | "StageFailed")) if x == 0 => s.stages += 1,
                 _ => {}
             }
         }
         match e.kind.as_str() {
-            "TaskSucceeded" => {
+            "TaskSucceeded" if in_park => {
                 s.parks_woken += 1;
                 park_woken = true;
             }
-            "TaskTimedOut" => s.parks_timed_out += 1,
+            "TaskTimedOut" if in_park => s.parks_timed_out += 1,
             _ => {}
         }
         let is_state = e.kind.ends_with("StateEntered") || e.kind.ends_with("StateExited");
@@ -218,8 +266,8 @@ pub fn analyze(events: &[Ev]) -> Stats {
             "LambdaFunctionSucceeded" => {
                 // Succeeded → Started → Scheduled.
                 let scheduled = by_id
-                    .get(&e.prev)
-                    .and_then(|started| by_id.get(&started.prev))
+                    .get(&(x, e.prev))
+                    .and_then(|started| by_id.get(&(x, started.prev)))
                     .filter(|x| x.kind == "LambdaFunctionScheduled");
                 if let Some(sch) = scheduled {
                     let f = function_of(sch.resource.as_deref().unwrap_or("?"));

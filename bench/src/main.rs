@@ -138,6 +138,8 @@ pub struct Results {
 /// Stacks of the scale run: 5 stages of 400 independent stacks.
 pub const SCALE_STAGES: usize = 5;
 pub const SCALE_PER_STAGE: usize = 400;
+/// Stacks per stage of the scale run with `--quick`.
+pub const QUICK_PER_STAGE: usize = 40;
 /// Stacks per stage of the largest 5-stage run of independent stacks that the plan step's
 /// worst-case history check admits with the default fallback poll.
 pub fn admitted_per_stage() -> usize {
@@ -467,25 +469,22 @@ async fn phases(
     }
 
     // ── Scale ──────────────────────────────────────────────────────────────────────────
-    // 2,000 stacks, which the plan step's worst-case history check refuses; then the largest
-    // run of the same shape it admits.
+    // 2,000 stacks (200 with --quick); if the plan step's worst-case history check refused
+    // that, the largest run of the same shape it admits as well.
     let fit = admitted_per_stage();
-    let sizes = if args.quick {
-        [SCALE_PER_STAGE, fit.min(20)]
+    let first = if args.quick {
+        QUICK_PER_STAGE
     } else {
-        [SCALE_PER_STAGE, fit]
+        SCALE_PER_STAGE
     };
-    // With segments the plan admits the 2,000 stacks: the second run is then the same size
-    // and is skipped.
-    let runs = if fit >= SCALE_PER_STAGE && !args.quick {
-        1
-    } else {
-        2
-    };
-    for (i, per_stage) in sizes.into_iter().take(runs).enumerate() {
+    let mut sizes = vec![first];
+    if fit < first {
+        sizes.push(fit);
+    }
+    for (i, per_stage) in sizes.into_iter().enumerate() {
         match scale_run(local, work, t0, per_stage, args.budget).await {
             Ok(run) => {
-                if (i == 1 || fit >= SCALE_PER_STAGE) && !run.ok() {
+                if (i == 1 || fit >= first) && !run.ok() {
                     results.problems.push(format!(
                         "the scale run ({} stacks) ended {}: {}",
                         run.stacks,

@@ -206,11 +206,7 @@ pub fn render(results: &Results, preserved: Option<&str>) -> Rendered {
     let lost = results.lost.as_ref();
     let lost_ratio = lost.filter(|r| r.ok()).map(MakespanRun::ratio);
     let scale = results.scale.as_ref();
-    let scale_ok = scale.map(|s| {
-        s.ok()
-            && s.stats.events <= HISTORY_LIMIT
-            && (s.stats.max_state_bytes as u64) <= STATE_LIMIT_BYTES
-    });
+    let scale_ok = scale.map(within_limits);
 
     // ── Header ─────────────────────────────────────────────────────────────────────────
     let _ = writeln!(o, "# stackwave benchmarks\n");
@@ -318,11 +314,7 @@ pub fn render(results: &Results, preserved: Option<&str>) -> Rendered {
             "| the largest run of that shape the worst-case check admits ({} stacks) | completes within both limits | {} | {} |",
             f.stacks,
             scale_outcome(f),
-            verdict(Some(
-                f.ok()
-                    && f.stats.events <= HISTORY_LIMIT
-                    && (f.stats.max_state_bytes as u64) <= STATE_LIMIT_BYTES
-            ))
+            verdict(Some(within_limits(f)))
         );
     }
     let _ = writeln!(
@@ -539,13 +531,15 @@ pub fn render(results: &Results, preserved: Option<&str>) -> Rendered {
     let matching = checked.iter().filter(|(_, a, b)| a == b).count();
     let _ = writeln!(
         o,
-        "**The model's per-state counts, checked.** For every successful execution of this run \
-         the history's event count was compared with what the model's per-state counts \
-         (`budget::history_events`: Task 5, Park 6, Choice 2, Map 4 + 2 per item, per run {}, \
-         per stage {}) give for the states that execution entered: **{matching} of {}** \
-         match exactly{}.\n",
+        "**The model's per-state counts, checked.** For every successful run of this bench \
+         the event count of its histories (its own execution's and its segments') was compared \
+         with what the model's per-state counts (`budget::history_events`: Task 5, Park 6, \
+         Choice 2, Map 4 + 2 per item, per run {}, per stage {} with its first segment, {} per \
+         further segment) give for the states that run entered: **{matching} of {}** match \
+         exactly{}.\n",
         budget::PER_RUN,
         budget::PER_STAGE,
+        budget::PER_SEGMENT + budget::SEGMENT_FIXED,
         checked.len(),
         if matching == checked.len() {
             String::new()
@@ -649,29 +643,39 @@ pub fn render(results: &Results, preserved: Option<&str>) -> Rendered {
     let _ = writeln!(
         o,
         "Synthetic manifests of 5 stages of independent stacks (`synth::manifest_yaml`), \
-         `maxConcurrency` {}, every stack 1 s, each run on an emptied emulator. The plan step \
-         refuses a run whose worst case (`budget::worst_case`: every stack started and settled \
-         alone, {} events, and restored alone, {} more, plus the fallback polls its timeouts \
-         allow) exceeds {} events, since past the limit an execution fails part-way with stacks \
-         in flight; the second run is the largest of this shape it admits.\n",
+         `maxConcurrency` {}, every stack 1 s, each run on an emptied emulator. Each stage's \
+         loop runs in segments, child executions of `statemachine/loop.asl.json`: a segment \
+         hands over to the next before one more cycle could take it past `segmentEvents` \
+         (default {}), so Step Functions' {}-event limit holds for each execution, the run's \
+         own and each segment's. The plan step refuses a run only when the run's own execution \
+         could pass the limit: one segment task and its Choice, {} events, for each segment of \
+         the worst case (`budget::worst_case`: every stack started and settled alone, {} events, \
+         and restored alone, {} more, plus the fallback polls its timeouts allow).\n",
         crate::SCALE_MAX_CONCURRENCY,
+        thousands(u64::from(budget::SEGMENT_EVENTS)),
+        thousands(HISTORY_LIMIT),
+        budget::PER_SEGMENT,
         budget::WORST_PER_STACK,
         budget::WORST_PER_RESTORE,
-        thousands(HISTORY_LIMIT)
     );
     let _ = writeln!(
         o,
-        "| stacks | status | history events | largest state (input or output) | largest Lambda payload | schedule steps | DeployReady rounds | parks (woken / timed out) | makespan | bench wall time |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| stacks | status | history events: the run's execution | segments | largest segment | all executions | largest state (input or output) | largest Lambda payload | schedule steps | DeployReady rounds | parks (woken / timed out) | makespan | bench wall time |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for s in [scale, results.scale_fit.as_ref()].into_iter().flatten() {
         let _ = writeln!(
             o,
-            "| {} | {} | {} ({:.0}% of {}) | {} B, {} ({:.1}% of {}) | {} B, {} | {} | {} | {} ({} / {}) | {} | {} |",
+            "| {} | {} | {} ({:.1}% of {}) | {} | {} ({:.0}% of {}) | {} | {} B, {} ({:.1}% of {}) | {} B, {} | {} | {} | {} ({} / {}) | {} | {} |",
             s.stacks,
             s.status,
-            thousands(s.stats.events),
-            s.stats.events as f64 * 100.0 / HISTORY_LIMIT as f64,
+            thousands(s.stats.parent_events()),
+            s.stats.parent_events() as f64 * 100.0 / HISTORY_LIMIT as f64,
             thousands(HISTORY_LIMIT),
+            s.stats.segments(),
+            thousands(s.stats.max_segment_events()),
+            s.stats.max_segment_events() as f64 * 100.0 / HISTORY_LIMIT as f64,
+            thousands(HISTORY_LIMIT),
+            thousands(s.stats.events),
             thousands(s.stats.max_state_bytes as u64),
             s.stats.max_state_at,
             s.stats.max_state_bytes as f64 * 100.0 / STATE_LIMIT_BYTES as f64,
@@ -708,8 +712,8 @@ pub fn render(results: &Results, preserved: Option<&str>) -> Rendered {
              `maxConcurrency` {}: {} events ({} scheduling steps, {} parks), {:.1} h. Stacks of \
              one batch start together and settle together, so each batch costs one round. \
              Stacks that settle one by one cost a round each (a scheduling step, a DeployReady \
-             round or a park: 11 to 13 events on top of the 7 per stack), which is what bounds a \
-             run's size.\n",
+             round or a park: 11 to 13 events on top of the 7 per stack), which is what sets the \
+             number of segments.\n",
             crate::SCALE_MAX_CONCURRENCY,
             thousands(e.events),
             e.schedule_steps,
@@ -749,6 +753,14 @@ pub fn render(results: &Results, preserved: Option<&str>) -> Rendered {
     }
 }
 
+/// Succeeded with every execution of the run (its own and each segment) within the history
+/// limit and every state within the state limit.
+fn within_limits(s: &crate::ScaleRun) -> bool {
+    s.ok()
+        && s.stats.max_execution_events() <= HISTORY_LIMIT
+        && (s.stats.max_state_bytes as u64) <= STATE_LIMIT_BYTES
+}
+
 /// `SUCCEEDED, 1,234 events, largest state 5,678 B`, or the refusal.
 fn scale_outcome(s: &crate::ScaleRun) -> String {
     if s.error
@@ -761,8 +773,11 @@ fn scale_outcome(s: &crate::ScaleRun) -> String {
         );
     }
     format!(
-        "{}, {} events, largest state {} B",
+        "{}; the run's execution {} events, its largest of {} segments {} ({} in all); largest state {} B",
         s.status,
+        thousands(s.stats.parent_events()),
+        s.stats.segments(),
+        thousands(s.stats.max_segment_events()),
         thousands(s.stats.events),
         thousands(s.stats.max_state_bytes as u64)
     )

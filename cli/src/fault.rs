@@ -15,7 +15,7 @@
 //!   CloudFormation's stack status change events on the default EventBridge bus are lost,
 //!   delivered twice, or late (each copy after a random 0..S seconds, so out of order), until
 //!   cleared; with `--stack`, only those stacks' events.
-//! - `lambda --function F --error E [--times N]`: the next N (default 1) synchronous invocations
+//! - `lambda --function F --error E [--times N] [--environment E] [--stack S]`: the next N (default 1) synchronous invocations
 //!   of function F through the gateway fail at Lambda level with E, as Lambda reports it
 //!   ([`LAMBDA_ERRORS`]): `Sandbox.Timedout` runs the handler and loses its answer (a function
 //!   past its timeout), `Lambda.Unknown` answers nothing (out of memory), a `Lambda.*Exception`
@@ -113,6 +113,8 @@ pub enum FaultRequest {
         times: u32,
         /// Only the invocations of this environment's runs.
         environment: Option<String>,
+        /// Only the invocations about this stack (deploy-stack's).
+        stack: Option<String>,
     },
 }
 
@@ -177,10 +179,14 @@ impl FaultRequest {
                 error,
                 times,
                 environment,
+                stack,
             } => {
                 named("--function", function)?;
                 if let Some(e) = environment {
                     named("--environment", e)?;
+                }
+                if let Some(s) = stack {
+                    named("--stack", s)?;
                 }
                 if !LAMBDA_ERRORS.contains(&error.as_str()) {
                     bail!(
@@ -233,11 +239,15 @@ impl FaultRequest {
                 error,
                 times,
                 environment,
+                stack,
             } => {
                 let mut body =
                     json!({"kind": "lambda", "function": function, "error": error, "times": times});
                 if let Some(e) = environment {
                     body["environment"] = json!(e);
+                }
+                if let Some(s) = stack {
+                    body["stack"] = json!(s);
                 }
                 body
             }
@@ -447,11 +457,15 @@ pub fn describe(f: &Fault) -> String {
             f.delay_seconds.unwrap_or_default()
         ),
         "lambda" => format!(
-            "fail invocations of {}{} with {}",
+            "fail invocations of {}{}{} with {}",
             f.function.as_deref().unwrap_or("?"),
             f.environment
                 .as_deref()
                 .map(|e| format!(" in environment {e}"))
+                .unwrap_or_default(),
+            f.stack
+                .as_deref()
+                .map(|s| format!(" about stack {s}"))
                 .unwrap_or_default(),
             f.error.as_deref().unwrap_or("?")
         ),
@@ -568,6 +582,7 @@ mod tests {
             error: "Sandbox.Timedout".into(),
             times: 2,
             environment: None,
+            stack: None,
         };
         ok.validate().expect("valid");
         assert_eq!(
@@ -579,6 +594,7 @@ mod tests {
             error: "Boom".into(),
             times: 1,
             environment: None,
+            stack: None,
         };
         let why = bad.validate().expect_err("unknown error").to_string();
         assert!(
@@ -590,6 +606,7 @@ mod tests {
             error: "Lambda.Unknown".into(),
             times: 0,
             environment: Some("dev".into()),
+            stack: None,
         };
         assert!(none.validate().is_err());
         let f = fault(

@@ -474,10 +474,12 @@ async fn take_lambda_fault(gw: &Gateway, function: &str, input: &Value) -> Optio
     let environment = ["/run/environment", "/input/environment", "/environment"]
         .iter()
         .find_map(|p| input.pointer(p).and_then(Value::as_str));
+    // deploy-stack's input names its stack.
+    let stack = input.pointer("/stack").and_then(Value::as_str);
     let resp = gw
         .http
         .post(format!("{}/_stackwave/faults/lambda/take", gw.emulator_url))
-        .json(&json!({ "function": function, "environment": environment }))
+        .json(&json!({ "function": function, "environment": environment, "stack": stack }))
         .send()
         .await
         .ok()?;

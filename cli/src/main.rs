@@ -244,6 +244,9 @@ enum FaultCommand {
         /// Only the invocations of this environment's runs [default: every run's].
         #[arg(long, value_name = "ENV")]
         environment: Option<String>,
+        /// Only the invocations about this stack (deploy-stack's) [default: every one].
+        #[arg(long, value_name = "STACK")]
+        stack: Option<String>,
     },
     /// The faults set, with how often each applied.
     List {
@@ -527,6 +530,7 @@ async fn run_fault(command: FaultCommand) -> anyhow::Result<u8> {
             error,
             times,
             environment,
+            stack,
         } => (
             args,
             fault::FaultRequest::Lambda {
@@ -534,6 +538,7 @@ async fn run_fault(command: FaultCommand) -> anyhow::Result<u8> {
                 error,
                 times,
                 environment,
+                stack,
             },
         ),
         FaultCommand::Events {

@@ -260,6 +260,29 @@ pub enum CheckMode {
     /// The run-level rollback on the reversed dependency graph ([`RollbackScheduleInput`],
     /// [`ScheduleOutput`]).
     RollbackSchedule,
+    /// A stack whose deploy-stack invocation failed past its retries ([`DeployErroredInput`],
+    /// [`DeployErroredOutput`]).
+    DeployErrored,
+}
+
+/// The `DeployStackErrored` step's input (check, `mode: deploy_errored`): the stack whose
+/// deploy-stack invocation failed past its retries, and the error the state machine caught.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeployErroredInput {
+    pub run: RunContext,
+    pub stack: String,
+    pub error: CaughtError,
+    pub mode: CheckMode,
+}
+
+/// Its answer: whether it settled the stack failed (`false`: deploy-stack had written a record
+/// before its answer was lost, and the scheduling step follows that record).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployErroredOutput {
+    pub stack: String,
+    pub recorded_failed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

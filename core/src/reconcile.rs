@@ -531,6 +531,64 @@ fn trimmed(reason: Option<&str>) -> String {
         .to_string()
 }
 
+/// At most this many characters of a Lambda-level error's cause go into a stack's reason.
+const MAX_LAMBDA_CAUSE: usize = 500;
+
+/// The record transition of a stack that deploy-stack did not start: its invocation failed at
+/// Lambda level past its retries (`error`, as the state machine caught it) before it wrote a
+/// record, or the error is unknown (`None`: the scheduling step found the stack asked to start
+/// and without a record). The record is settled failed with the error, its cause and the fix,
+/// so the summary and the alert name them and nothing new starts.
+pub fn not_started(
+    record: &mut StackRecord,
+    error: Option<&crate::io::CaughtError>,
+    now: DateTime<Utc>,
+) -> Step {
+    let name = record.stack.clone();
+    let reason = match error {
+        None => format!(
+            "deploy-stack did not start stack {name}: its invocation failed past its retries \
+             (the execution's DeployStack state shows the error). Nothing was changed on the \
+             stack. Fix: run the deployment again"
+        ),
+        Some(e) => {
+            // A Lambda function's error cause is `{"errorMessage", "errorType", ...}`.
+            let message = serde_json::from_str::<serde_json::Value>(&e.cause)
+                .ok()
+                .and_then(|v| v.get("errorMessage")?.as_str().map(str::to_string))
+                .unwrap_or_else(|| e.cause.clone());
+            let message: String = message.trim().chars().take(MAX_LAMBDA_CAUSE).collect();
+            let cause = if message.is_empty() {
+                String::new()
+            } else {
+                format!(" ({message})")
+            };
+            let fix = match e.error.as_str() {
+                "Sandbox.Timedout" | "States.Timeout" | "Lambda.ClientExecutionTimeoutException" => {
+                    "the deploy-stack function ran out of time: raise its Timeout \
+                     (DeployStackFunction in template.yaml), then run the deployment again"
+                }
+                "Lambda.Unknown" => {
+                    "the deploy-stack function may have run out of memory: raise its MemorySize \
+                     (DeployStackFunction in template.yaml), then run the deployment again"
+                }
+                "Throttled" | "Lambda.TooManyRequestsException" => {
+                    "AWS throttled the run past its retries: lower maxConcurrency, or raise the \
+                     account's Lambda or CloudFormation quota, then run the deployment again"
+                }
+                _ => "correct what the error names, then run the deployment again",
+            };
+            format!(
+                "deploy-stack failed on stack {name} past its retries with {}{cause}. This run \
+                 did not record an operation on the stack: look at the stack in the \
+                 CloudFormation console before you deploy again. Fix: {fix}",
+                e.error
+            )
+        }
+    };
+    settle(record, Action::Failed, reason, now)
+}
+
 /// Start this run's operation once the stack is free: the record takes the operation and
 /// phase `start` calls for, and the step says what to call.
 /// The record transition of a [`Start`] decision, for deploy-stack's first look at a stack
@@ -880,6 +938,54 @@ mod tests {
             timeout_minutes: 60,
             rollback: None,
         }
+    }
+
+    #[test]
+    fn a_stack_deploy_stack_did_not_start_is_failed_with_the_error_cause_and_fix() {
+        let caught = |error: &str, cause: &str| crate::io::CaughtError {
+            error: error.into(),
+            cause: cause.into(),
+        };
+        let mut rec = record(Phase::ChangeSetPending, Operation::Create);
+        let step = not_started(
+            &mut rec,
+            Some(&caught(
+                "Sandbox.Timedout",
+                r#"{"errorMessage":"Task timed out after 60.00 seconds","errorType":"Sandbox.Timedout"}"#,
+            )),
+            t(5),
+        );
+        assert_eq!(rec.phase, Phase::Done);
+        assert_eq!(rec.action, Action::Failed);
+        assert_eq!(rec.finished_at.as_deref(), Some(timestamp(t(5)).as_str()));
+        assert!(
+            rec.reason.starts_with(
+                "deploy-stack failed on stack App past its retries with Sandbox.Timedout \
+                 (Task timed out after 60.00 seconds)."
+            ),
+            "{}",
+            rec.reason
+        );
+        assert!(rec.reason.contains("raise its Timeout"), "{}", rec.reason);
+        assert!(matches!(step, Step::Settle { action: Action::Failed, .. }));
+
+        // Out of memory: no cause; a cause that is not JSON is kept as it is, and bounded.
+        let mut rec = record(Phase::ChangeSetPending, Operation::Create);
+        not_started(&mut rec, Some(&caught("Lambda.Unknown", "")), t(5));
+        assert!(rec.reason.contains("with Lambda.Unknown. This run"), "{}", rec.reason);
+        assert!(rec.reason.contains("raise its MemorySize"), "{}", rec.reason);
+        let mut rec = record(Phase::ChangeSetPending, Operation::Create);
+        let long = "x".repeat(5_000);
+        not_started(&mut rec, Some(&caught("Lambda.ServiceException", &long)), t(5));
+        assert!(rec.reason.len() < 1_000, "{}", rec.reason.len());
+        assert!(rec.reason.contains("correct what the error names"), "{}", rec.reason);
+
+        // The error is not known: the scheduling step found no record.
+        let mut rec = record(Phase::ChangeSetPending, Operation::Create);
+        not_started(&mut rec, None, t(5));
+        assert_eq!(rec.action, Action::Failed);
+        assert!(rec.reason.starts_with("deploy-stack did not start stack App"));
+        assert!(rec.reason.contains("Fix: run the deployment again"));
     }
 
     fn present(status: &str) -> StackView {

@@ -10,7 +10,7 @@
     GET    /_stackwave/faults           -> {"faults": [...]}
     DELETE /_stackwave/faults           clear all -> {"cleared": n}
     DELETE /_stackwave/faults/<id>      remove one -> {"removed": true} or 404
-    POST   /_stackwave/faults/lambda/take {"function": name, "environment": env} -> {"error": E or null}: the gateway,
+    POST   /_stackwave/faults/lambda/take {"function": name, "environment": env, "stack": S} -> {"error": E or null}: the gateway,
                                         before each invocation (a lambda fault applies once per take)
 
 Errors answer 400 (bad input), 404 (unknown path or fault) or 405 with {"error": "..."}.
@@ -98,7 +98,8 @@ def handle(environ: dict[str, Any], start_response: StartResponse) -> Iterable[b
             if not isinstance(body, dict) or not isinstance(body.get("function"), str):
                 return _reply(start_response, 400, {"error": "give {\"function\": name}"})
             environment = body.get("environment") if isinstance(body.get("environment"), str) else None
-            fault = FAULTS.take_lambda(body["function"], environment)
+            stack = body.get("stack") if isinstance(body.get("stack"), str) else None
+            fault = FAULTS.take_lambda(body["function"], environment, stack)
             return _reply(start_response, 200, {"error": fault.error if fault else None, "id": fault.id if fault else None})
         if path.startswith("faults/"):
             if method != "DELETE":

@@ -27,7 +27,8 @@ status sequences implemented in ``cloudformation_async``:
   Lambda service error such as ``Lambda.ServiceException`` (the Invoke call itself fails, the
   handler does not run). The gateway takes the fault (``POST /_stackwave/faults/lambda/take``)
   before each invocation; ``environment`` limits it to the invocations of that environment's
-  runs, so tests running at once do not disturb each other.
+  runs, so tests running at once do not disturb each other, and ``stack`` to the invocations
+  about that stack (deploy-stack's).
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ class FaultRegistry:
             "hang": {"kind", "stack", "on", "seconds", "times"},
             "throttle": {"kind", "api", "rate", "times", "seed"},
             "events": {"kind", "dropRate", "duplicateRate", "delaySeconds", "seed", "source", "stacks"},
-            "lambda": {"kind", "function", "error", "times", "environment"},
+            "lambda": {"kind", "function", "error", "times", "environment", "stack"},
         }[kind]
         unknown = set(body) - allowed
         if unknown:
@@ -184,6 +185,10 @@ class FaultRegistry:
             if environment is not None and (not isinstance(environment, str) or not environment):
                 raise ValueError("environment must be a non-empty string")
             fault.environment = environment
+            stack = body.get("stack")
+            if stack is not None and (not isinstance(stack, str) or not stack):
+                raise ValueError("stack must be a non-empty string")
+            fault.stack = stack
         self._faults.append(fault)
         return fault
 
@@ -244,13 +249,21 @@ class FaultRegistry:
         fault = self._find(kind, stack, on)
         return self._consume(fault) if fault else None
 
-    def take_lambda(self, function: str, environment: str | None = None) -> Fault | None:
+    def take_lambda(
+        self, function: str, environment: str | None = None, stack: str | None = None
+    ) -> Fault | None:
         """The next lambda fault of ``function`` (with or without its ``stackwave-`` prefix) for
-        an invocation of ``environment``'s run, used up. A fault without an environment applies
-        to every invocation."""
+        an invocation of ``environment``'s run (and, for a fault with a ``stack``, about that
+        stack: deploy-stack's input names it), used up. A fault without an environment or a
+        stack applies to every invocation."""
         name = function.removeprefix("stackwave-")
         for fault in self._faults:
-            if fault.kind == "lambda" and fault.function == name and fault.environment in (None, environment):
+            if (
+                fault.kind == "lambda"
+                and fault.function == name
+                and fault.environment in (None, environment)
+                and fault.stack in (None, stack)
+            ):
                 return self._consume(fault)
         return None
 

@@ -22,7 +22,7 @@ use stackwave_aws::stacks::{
 };
 use stackwave_aws::{aws_error, Ctx, RunStore};
 use stackwave_core::io::{
-    CheckInput, CheckMode, CheckOutput, RollbackScheduleInput, RunContext, ScheduleInput,
+    CheckInput, CheckMode, CheckOutput, DeployErroredInput, RollbackScheduleInput, RunContext, ScheduleInput,
 };
 use stackwave_core::plan::{Plan, PlannedStack};
 use stackwave_core::poll;
@@ -49,10 +49,15 @@ pub async fn handle(ctx: &Ctx, input: CheckInput) -> Result<CheckOutput, Error> 
     match input.mode {
         CheckMode::Rollback => return rollback::handle(ctx, input).await,
         CheckMode::Deploy => {}
-        CheckMode::Schedule | CheckMode::RollbackSchedule => {
+        CheckMode::Schedule | CheckMode::RollbackSchedule | CheckMode::DeployErrored => {
             return Err(Error::InvalidInput {
                 message: "the scheduling modes take their own input".into(),
-                accepted: format!("{} or {}", schedule::ACCEPTED, schedule::ROLLBACK_ACCEPTED),
+                accepted: format!(
+                    "{}, {} or {}",
+                    schedule::ACCEPTED,
+                    schedule::ROLLBACK_ACCEPTED,
+                    schedule::DEPLOY_ERRORED_ACCEPTED
+                ),
             })
         }
     }
@@ -205,6 +210,11 @@ pub async fn handle_json(ctx: &Ctx, input: serde_json::Value) -> Result<serde_js
             return stackwave_aws::to_output(
                 &Box::pin(schedule::handle_rollback(ctx, input)).await?,
             );
+        }
+        Some("deploy_errored") => {
+            let input: DeployErroredInput =
+                stackwave_aws::parse_input(input, schedule::DEPLOY_ERRORED_ACCEPTED)?;
+            return stackwave_aws::to_output(&schedule::deploy_errored(ctx, input).await?);
         }
         _ => {}
     }

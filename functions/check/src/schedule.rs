@@ -7,12 +7,15 @@
 
 use stackwave_aws::{Ctx, RunStore};
 use stackwave_core::budget::Segment;
-use stackwave_core::io::{RollbackScheduleInput, RunContext, ScheduleInput, ScheduleOutput};
+use stackwave_core::io::{
+    DeployErroredInput, DeployErroredOutput, RollbackScheduleInput, RunContext, ScheduleInput,
+    ScheduleOutput,
+};
 use stackwave_core::manifest::Schedule;
 use stackwave_core::plan::PlannedStack;
 use stackwave_core::poll;
 use stackwave_core::reconcile;
-use stackwave_core::record::{Action, Phase, StackRecord};
+use stackwave_core::record::{Phase, StackRecord};
 use stackwave_core::rollback;
 use stackwave_core::schedule::{self, Node, Outcome, Rules, ScheduleState};
 use stackwave_core::Error;
@@ -25,6 +28,48 @@ pub const ACCEPTED: &str = "{\"mode\": \"schedule\", \"run\": {...}, \"stage\": 
 /// The rollback schedule's input shape.
 pub const ROLLBACK_ACCEPTED: &str =
     "{\"mode\": \"rollback_schedule\", \"run\": {...}, \"waves\": [[\"StackName\"]]}";
+
+/// The `deploy_errored` input shape.
+pub const DEPLOY_ERRORED_ACCEPTED: &str = "{\"mode\": \"deploy_errored\", \"run\": {...}, \"stack\": \"StackName\", \"error\": {\"Error\": \"...\", \"Cause\": \"...\"}}";
+
+/// The `DeployStackErrored` step: deploy-stack's invocation for `input.stack` failed past its
+/// retries. If it wrote no record, the stack is settled failed with the caught error, its cause
+/// and the fix ([`reconcile::not_started`]); a record it wrote (its answer was lost, as with a
+/// timeout) is left for the scheduling step to follow.
+pub async fn deploy_errored(
+    ctx: &Ctx,
+    input: DeployErroredInput,
+) -> Result<DeployErroredOutput, Error> {
+    let run = &input.run;
+    let store = RunStore::for_run(&ctx.clients.s3, run);
+    let existing = store
+        .records(run, std::slice::from_ref(&input.stack))
+        .await?;
+    if !existing.is_empty() {
+        tracing::warn!(stack = %input.stack, error = %input.error.error, "deploy-stack failed past its retries after it recorded the stack: the scheduling step follows the record");
+        return Ok(DeployErroredOutput {
+            stack: input.stack,
+            recorded_failed: false,
+        });
+    }
+    let plan = store.plan(run).await?;
+    let planned = plan.stack(&input.stack).ok_or_else(|| {
+        Error::Internal(format!(
+            "stack {} is not in the plan at s3://{}/{}. Fix: this is a bug in the state machine input",
+            input.stack,
+            run.bucket,
+            run.plan_key()
+        ))
+    })?;
+    let mut record = stackwave_aws::stacks::new_record(run, planned);
+    reconcile::not_started(&mut record, Some(&input.error), chrono::Utc::now());
+    tracing::error!(stack = %input.stack, error = %input.error.error, reason = %record.reason, "deploy-stack failed past its retries: the stack is settled failed");
+    store.put_record(run, &record).await?;
+    Ok(DeployErroredOutput {
+        stack: input.stack,
+        recorded_failed: true,
+    })
+}
 
 /// At most this many failed stack names in the output.
 const MAX_FAILED_NAMES: usize = 20;
@@ -74,14 +119,7 @@ pub async fn handle(ctx: &Ctx, input: ScheduleInput) -> Result<ScheduleOutput, E
             continue;
         };
         let mut record = stackwave_aws::stacks::new_record(run, planned);
-        record.phase = Phase::Done;
-        record.action = Action::Failed;
-        record.reason = format!(
-            "deploy-stack did not start stack {name}: its invocation failed past its retries \
-             (the execution's DeployStack state shows the error). Nothing was changed on the stack. \
-             Fix: run the deployment again"
-        );
-        record.finished_at = Some(reconcile::timestamp(chrono::Utc::now()));
+        reconcile::not_started(&mut record, None, chrono::Utc::now());
         store.put_record(run, &record).await?;
         records.push(record);
     }
