@@ -15,6 +15,8 @@ What it checks, in every template given:
     (AdministratorAccess, PowerUserAccess, IAMFullAccess) in a function's or state machine's
     Policies: write the statements out so that every action and resource is visible here.
   - Partial wildcards such as "kms:GenerateDataKey*" are allowed and listed.
+* EventBridge rules (AWS::Events::Rule): every target has a DeadLetterConfig, or a comment
+  `# no dead letters: <reason>` directly above it.
 * Resource policies (AWS::KMS::Key KeyPolicy, AWS::S3::BucketPolicy, AWS::SNS::TopicPolicy,
   AWS::SQS::QueuePolicy): only the Resource "*" rule below.
 * Every statement with Resource "*" (alone or in a list) is listed, and must carry a reason:
@@ -220,6 +222,30 @@ def check_statement(where: str, stmt, lines, report: Report, identity: bool) -> 
             report.star_resources.append(f"{label}: {reason}")
 
 
+NO_DLQ_MARK = "no dead letters:"
+
+
+def check_dead_letters(where: str, props, lines, report: Report) -> None:
+    """Every target of an EventBridge rule has a DeadLetterConfig: after its RetryPolicy, or at
+    once on a permissions error, EventBridge drops an undeliverable event, so a trigger would
+    silently never deploy. A target that may lose events says why in a comment
+    `# no dead letters: <reason>` directly above its `- Id:` line."""
+    for i, target in enumerate(as_list(props.get("Targets"))):
+        if not isinstance(target, Map):
+            continue
+        if "DeadLetterConfig" in target:
+            continue
+        block = comment_block_above(lines, target.line)
+        idx = block.find(NO_DLQ_MARK)
+        reason = block[idx + len(NO_DLQ_MARK):].strip() if idx >= 0 else ""
+        if not reason:
+            report.failures.append(
+                f"{where}.Targets[{text(target.get('Id')) or i}] (line {target.line + 1}): no DeadLetterConfig, "
+                f"so an event EventBridge cannot deliver is dropped; add one, or write "
+                f"`# {NO_DLQ_MARK} <why losing it is harmless>` directly above the target"
+            )
+
+
 STACK_WRITES = {"cloudformation:CreateChangeSet", "cloudformation:UpdateStack", "cloudformation:CreateStack"}
 
 
@@ -311,6 +337,8 @@ def check_template(path: str, report: Report) -> None:
                 check_document(w, doc, lines, report, identity=True)
         elif rtype in IDENTITY_TYPES:
             check_document(f"{where}.PolicyDocument", props.get("PolicyDocument"), lines, report, identity=True)
+        elif rtype == "AWS::Events::Rule":
+            check_dead_letters(where, props, lines, report)
         elif rtype in RESOURCE_POLICY_PROPS:
             prop = RESOURCE_POLICY_PROPS[rtype]
             check_document(f"{where}.{prop}", props.get(prop), lines, report, identity=False)
@@ -413,6 +441,28 @@ Resources:
             - Effect: Allow
               Action: cloudformation:CreateChangeSet
               Resource: !Sub "arn:${AWS::Partition}:cloudformation:${AWS::Region}:aws:transform/*"
+""", 0, "OK"),
+    "rule target without dead letters": ("""
+Resources:
+  R:
+    Type: AWS::Events::Rule
+    Properties:
+      Targets:
+        - Id: deploy
+          Arn: !Ref M
+""", 1, "no DeadLetterConfig"),
+    "rule targets with dead letters or a reason": ("""
+Resources:
+  R:
+    Type: AWS::Events::Rule
+    Properties:
+      Targets:
+        - Id: deploy
+          Arn: !Ref M
+          DeadLetterConfig: {Arn: !GetAtt Q.Arn}
+        # no dead letters: the fallback poll does what a lost event would have done.
+        - Id: wake
+          Arn: !Ref W
 """, 0, "OK"),
     "star resource with reason": ("""
 Resources:

@@ -145,7 +145,12 @@ impl Stats {
 
     /// The largest segment's events.
     pub fn max_segment_events(&self) -> u64 {
-        self.execution_events.iter().skip(1).copied().max().unwrap_or(0)
+        self.execution_events
+            .iter()
+            .skip(1)
+            .copied()
+            .max()
+            .unwrap_or(0)
     }
 
     /// The largest execution's events: what the 25,000-event limit bounds.

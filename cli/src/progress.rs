@@ -336,6 +336,13 @@ struct RunReader<'a> {
     plan: Option<Plan>,
 }
 
+/// The run's summary.json, when it can be read.
+async fn stored_summary(reader: Option<&RunReader<'_>>) -> Option<RunSummary> {
+    let r = reader?;
+    let bytes = r.get(&format!("{}summary.json", r.prefix)).await.ok()??;
+    serde_json::from_slice(&bytes).ok()
+}
+
 impl RunReader<'_> {
     async fn get(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
         match self
@@ -490,17 +497,20 @@ pub async fn follow(aws: &Aws, opts: &FollowOptions) -> anyhow::Result<Finished>
                 .output
                 .as_deref()
                 .and_then(|o| serde_json::from_str::<RunSummary>(o).ok());
+            // Finalize's output leaves rows out when the summary would not fit the execution's
+            // state: summary.json holds every stack.
+            if summary.as_ref().is_some_and(|s| s.stacks_omitted > 0) {
+                if let Some(full) = stored_summary(reader.as_ref()).await {
+                    summary = Some(full);
+                }
+            }
             // An execution stopped or timed out outside the state machine's own path gets its
             // summary from notify (rule ExecutionEndedRule) just after it ends: wait a little.
             let ended_outside =
                 matches!(status, ExecutionStatus::Aborted | ExecutionStatus::TimedOut);
             let deadline = std::time::Instant::now() + ENDED_SUMMARY_WAIT;
             while summary.is_none() {
-                if let Some(r) = &reader {
-                    if let Ok(Some(bytes)) = r.get(&format!("{}summary.json", r.prefix)).await {
-                        summary = serde_json::from_slice(&bytes).ok();
-                    }
-                }
+                summary = stored_summary(reader.as_ref()).await;
                 if summary.is_some() || !ended_outside || std::time::Instant::now() > deadline {
                     break;
                 }

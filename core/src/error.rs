@@ -185,6 +185,38 @@ mod tests {
             Error::Internal(String::new()),
         ];
         assert_eq!(samples.len(), ERROR_NAMES.len());
+        // Exhaustive, with no wildcard: a new variant does not compile until it has a place
+        // here, and then the count above fails until it has a sample and a listed name.
+        let place = |e: &Error| -> usize {
+            match e {
+                Error::InvalidInput { .. } => 0,
+                Error::InvalidManifest { .. } => 1,
+                Error::TemplateNotFound { .. } => 2,
+                Error::ParameterNotFound { .. } => 3,
+                Error::StackFailed { .. } => 4,
+                Error::StackTimeout { .. } => 5,
+                Error::DeploymentLocked { .. } => 6,
+                Error::Throttled { .. } => 7,
+                Error::AwsService { .. } => 8,
+                Error::RollbackFailed { .. } => 9,
+                Error::DuplicateEvent { .. } => 10,
+                Error::Internal(_) => 11,
+            }
+        };
+        let mut places: Vec<usize> = samples.iter().map(place).collect();
+        places.sort_unstable();
+        places.dedup();
+        assert_eq!(
+            places,
+            (0..12).collect::<Vec<_>>(),
+            "one sample of every variant"
+        );
+        let names: std::collections::BTreeSet<&str> = samples.iter().map(Error::name).collect();
+        assert_eq!(
+            names.len(),
+            ERROR_NAMES.len(),
+            "every variant has its own name"
+        );
         for e in samples {
             assert!(
                 ERROR_NAMES.contains(&e.name()),

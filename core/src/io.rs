@@ -505,6 +505,14 @@ pub struct RunSummary {
     /// Error name and text when the run failed for a reason other than a stack (or as well).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Rows left out of `stacks` to keep the execution's state within Step Functions' payload
+    /// limit (`summary::bounded`); the run's `summary.json` in S3 holds every row.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stacks_omitted: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Notify's input, by `event`.

@@ -239,14 +239,43 @@ pub fn manifest_schema() -> serde_json::Value {
     value
 }
 
-/// Whether `environment` is a valid environment name: `^[A-Za-z0-9][A-Za-z0-9-]*$`.
-pub fn is_valid_environment(environment: &str) -> bool {
-    let mut chars = environment.chars();
-    match chars.next() {
-        Some(c) if c.is_ascii_alphanumeric() => {}
-        _ => return false,
+/// Longest environment name: it becomes part of SSM parameter names, S3 keys and stack names.
+pub const MAX_ENVIRONMENT_LEN: usize = 32;
+
+/// Not an environment: `/stackwave/config/...` holds the installation's settings.
+pub const RESERVED_ENVIRONMENT: &str = "config";
+
+/// What is wrong with `environment` as an environment name, and the fix; `None` for a valid
+/// one: 1 to [`MAX_ENVIRONMENT_LEN`] letters, digits or hyphens, starting with a letter or
+/// digit, and not [`RESERVED_ENVIRONMENT`]. The one rule, for `stackwave validate` and plan.
+pub fn environment_issue(environment: &str) -> Option<(String, String)> {
+    if environment == RESERVED_ENVIRONMENT {
+        return Some((
+            format!(
+                "environment `{environment}` is reserved: /stackwave/{RESERVED_ENVIRONMENT}/ \
+                 holds stackwave's own settings"
+            ),
+            "choose another environment name".to_string(),
+        ));
     }
-    chars.all(|c| c.is_ascii_alphanumeric() || c == '-')
+    let mut chars = environment.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if first_ok && rest_ok && environment.len() <= MAX_ENVIRONMENT_LEN {
+        return None;
+    }
+    Some((
+        format!(
+            "`{environment}` is not a valid environment name: use 1 to {MAX_ENVIRONMENT_LEN} \
+             letters, digits or hyphens, starting with a letter or digit"
+        ),
+        "use a name like `dev` or `prod-eu1`".to_string(),
+    ))
+}
+
+/// Whether `environment` is a valid environment name ([`environment_issue`]).
+pub fn is_valid_environment(environment: &str) -> bool {
+    environment_issue(environment).is_none()
 }
 
 /// Replace every `${environment}` in `text`. Any other `${...}` (or an unterminated `${`) is an
@@ -296,16 +325,9 @@ pub fn parse(text: &str, environment: &str) -> Result<Manifest, Vec<ValidationIs
         env: environment,
         issues: Vec::new(),
     };
-    if !is_valid_environment(environment) {
-        w.issues.push(ValidationIssue::new(
-            None,
-            "environment",
-            format!(
-                "`{environment}` is not a valid environment name: it must start with a letter or \
-                 digit and contain only letters, digits and hyphens"
-            ),
-            "use a name like `dev` or `prod-eu1`",
-        ));
+    if let Some((message, fix)) = environment_issue(environment) {
+        w.issues
+            .push(ValidationIssue::new(None, "environment", message, fix));
     }
     let value = match load(text) {
         Ok(v) => v,
@@ -1620,11 +1642,16 @@ stages:
 
     #[test]
     fn environment_names_are_checked() {
-        for bad in ["", "-dev", "dev_1", "dév", "a b"] {
+        let long = "a".repeat(MAX_ENVIRONMENT_LEN + 1);
+        for bad in ["", "-dev", "dev_1", "dév", "a b", long.as_str()] {
             let all = parse(EXAMPLE, bad).expect_err(bad);
             let e = find(&all, "environment");
             assert!(e.message.contains("not a valid environment name"), "{bad}");
         }
+        // The same rule as plan's: `stackwave validate` refuses what plan refuses.
+        let all = parse(EXAMPLE, "config").expect_err("reserved");
+        assert!(find(&all, "environment").message.contains("is reserved"));
+        assert!(parse(EXAMPLE, &"a".repeat(MAX_ENVIRONMENT_LEN)).is_ok());
         for good in ["dev", "prod-eu1", "1a", "Dev-2"] {
             assert!(parse(EXAMPLE, good).is_ok(), "{good}");
         }

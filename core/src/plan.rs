@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::io::{StageRef, WaveRef};
 use crate::manifest::{
-    closest, is_valid_environment, Manifest, OnFailure, ParamValue, StackSpec, ValidationIssue,
+    closest, environment_issue, Manifest, OnFailure, ParamValue, StackSpec, ValidationIssue,
     CAPABILITIES, SUPPORTED_VERSION,
 };
 
@@ -179,16 +179,8 @@ pub fn build(
             ));
         }
     }
-    if !is_valid_environment(environment) {
-        issues.push(ValidationIssue::new(
-            None,
-            "environment",
-            format!(
-                "`{environment}` is not a valid environment name: it must start with a letter or \
-                 digit and contain only letters, digits and hyphens"
-            ),
-            "use a name like `dev` or `prod-eu1`",
-        ));
+    if let Some((message, fix)) = environment_issue(environment) {
+        issues.push(ValidationIssue::new(None, "environment", message, fix));
     }
     if manifest.name.trim().is_empty() {
         issues.push(ValidationIssue::new(

@@ -564,7 +564,9 @@ pub fn not_started(
                 format!(" ({message})")
             };
             let fix = match e.error.as_str() {
-                "Sandbox.Timedout" | "States.Timeout" | "Lambda.ClientExecutionTimeoutException" => {
+                "Sandbox.Timedout"
+                | "States.Timeout"
+                | "Lambda.ClientExecutionTimeoutException" => {
                     "the deploy-stack function ran out of time: raise its Timeout \
                      (DeployStackFunction in template.yaml), then run the deployment again"
                 }
@@ -967,24 +969,48 @@ mod tests {
             rec.reason
         );
         assert!(rec.reason.contains("raise its Timeout"), "{}", rec.reason);
-        assert!(matches!(step, Step::Settle { action: Action::Failed, .. }));
+        assert!(matches!(
+            step,
+            Step::Settle {
+                action: Action::Failed,
+                ..
+            }
+        ));
 
         // Out of memory: no cause; a cause that is not JSON is kept as it is, and bounded.
         let mut rec = record(Phase::ChangeSetPending, Operation::Create);
         not_started(&mut rec, Some(&caught("Lambda.Unknown", "")), t(5));
-        assert!(rec.reason.contains("with Lambda.Unknown. This run"), "{}", rec.reason);
-        assert!(rec.reason.contains("raise its MemorySize"), "{}", rec.reason);
+        assert!(
+            rec.reason.contains("with Lambda.Unknown. This run"),
+            "{}",
+            rec.reason
+        );
+        assert!(
+            rec.reason.contains("raise its MemorySize"),
+            "{}",
+            rec.reason
+        );
         let mut rec = record(Phase::ChangeSetPending, Operation::Create);
         let long = "x".repeat(5_000);
-        not_started(&mut rec, Some(&caught("Lambda.ServiceException", &long)), t(5));
+        not_started(
+            &mut rec,
+            Some(&caught("Lambda.ServiceException", &long)),
+            t(5),
+        );
         assert!(rec.reason.len() < 1_000, "{}", rec.reason.len());
-        assert!(rec.reason.contains("correct what the error names"), "{}", rec.reason);
+        assert!(
+            rec.reason.contains("correct what the error names"),
+            "{}",
+            rec.reason
+        );
 
         // The error is not known: the scheduling step found no record.
         let mut rec = record(Phase::ChangeSetPending, Operation::Create);
         not_started(&mut rec, None, t(5));
         assert_eq!(rec.action, Action::Failed);
-        assert!(rec.reason.starts_with("deploy-stack did not start stack App"));
+        assert!(rec
+            .reason
+            .starts_with("deploy-stack did not start stack App"));
         assert!(rec.reason.contains("Fix: run the deployment again"));
     }
 

@@ -103,7 +103,62 @@ pub fn build(
                 .or_else(|| r.rollback.as_ref().and_then(|rb| rb.root_cause.clone()))
         }),
         error: error.map(error_text),
+        stacks_omitted: 0,
     }
+}
+
+/// The most a run summary may take in the execution's state. Finalize's result joins the state
+/// beside the run context and the plan's stage list, and Step Functions fails an execution whose
+/// state passes 262,144 bytes (`States.DataLimitExceeded`); 64 KiB keeps room for the rest.
+pub const MAX_STATE_SUMMARY_BYTES: usize = 65_536;
+
+/// The summary as it may travel in the execution's state: whole when it serialises within
+/// `max_bytes`; otherwise the rows that matter most are kept (failures and rollbacks first, then
+/// skipped and not started, then created and updated, unchanged last), in plan order, and
+/// `stacks_omitted` counts the rest. The full summary is the run's `summary.json`.
+pub fn bounded(summary: &RunSummary, max_bytes: usize) -> RunSummary {
+    let size = |v: &RunSummary| serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
+    if size(summary) <= max_bytes {
+        return summary.clone();
+    }
+    let mut out = RunSummary {
+        stacks: Vec::new(),
+        // Room for the count's own field, whatever its value.
+        stacks_omitted: usize::MAX,
+        ..summary.clone()
+    };
+    let mut used = size(&out);
+    let row_size = |row: &StackSummary| {
+        serde_json::to_vec(row)
+            .map(|b| b.len() + 1)
+            .unwrap_or(usize::MAX)
+    };
+    let rank = |a: Action| match a {
+        Action::Failed | Action::RollbackFailed | Action::RolledBack | Action::InProgress => 0,
+        Action::Skipped | Action::NotStarted => 1,
+        Action::Created | Action::Updated => 2,
+        Action::Unchanged => 3,
+    };
+    let mut order: Vec<usize> = (0..summary.stacks.len()).collect();
+    order.sort_by_key(|&i| (rank(summary.stacks[i].action), i));
+    let mut keep = vec![false; summary.stacks.len()];
+    for i in order {
+        let n = row_size(&summary.stacks[i]);
+        if used.saturating_add(n) > max_bytes {
+            break;
+        }
+        used += n;
+        keep[i] = true;
+    }
+    out.stacks = summary
+        .stacks
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(row, _)| row.clone())
+        .collect();
+    out.stacks_omitted = summary.stacks.len() - out.stacks.len();
+    out
 }
 
 /// The run-level rollback itself stopped with an error (its plan, or a rollback wave after the
@@ -780,6 +835,12 @@ pub fn table(summary: &RunSummary) -> String {
     for row in &rows {
         line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
     }
+    if summary.stacks_omitted > 0 {
+        out.push_str(&format!(
+            "... {} not shown (the run's summary.json lists every stack)\n",
+            plural(summary.stacks_omitted, "stack")
+        ));
+    }
     out
 }
 
@@ -1234,6 +1295,7 @@ mod tests {
             failed_stack: Some(long),
             root_cause: None,
             error: None,
+            stacks_omitted: 0,
         };
         let m = finished(&r, &s);
         assert!(m.subject.len() <= 100 && m.subject.len() == MAX_SUBJECT_LEN);
@@ -1340,6 +1402,62 @@ mod tests {
             root_cause: None,
         });
         r
+    }
+
+    #[test]
+    fn a_summary_too_large_for_the_state_keeps_failures_first_and_counts_the_rest() {
+        let row = |name: &str, action: Action| StackSummary {
+            name: name.into(),
+            stage: "apps".into(),
+            action,
+            duration_seconds: 1.0,
+            reason: "x".repeat(100),
+        };
+        let mut stacks: Vec<StackSummary> = (0..400)
+            .map(|i| row(&format!("Unchanged{i}"), Action::Unchanged))
+            .collect();
+        stacks.insert(200, row("Broken", Action::Failed));
+        stacks.push(row("Made", Action::Created));
+        let full = RunSummary {
+            status: RunStatus::Failed,
+            environment: "dev".into(),
+            execution_arn: "arn:x".into(),
+            stacks,
+            failed_stack: Some("Broken".into()),
+            root_cause: None,
+            error: None,
+            stacks_omitted: 0,
+        };
+        // Whole when it fits.
+        assert_eq!(bounded(&full, 1 << 20), full);
+
+        let small = bounded(&full, 8_192);
+        let text = serde_json::to_string(&small).unwrap();
+        assert!(text.len() <= 8_192, "{} bytes", text.len());
+        assert_eq!(small.stacks_omitted + small.stacks.len(), full.stacks.len());
+        assert!(small.stacks_omitted > 300);
+        // The failure and the created stack are kept, ahead of unchanged ones, in plan order.
+        assert_eq!(small.stacks[0].name, "Unchanged0");
+        assert!(small.stacks.iter().any(|s| s.name == "Broken"));
+        assert!(small.stacks.iter().any(|s| s.name == "Made"));
+        let broken = small
+            .stacks
+            .iter()
+            .position(|s| s.name == "Broken")
+            .unwrap();
+        let made = small.stacks.iter().position(|s| s.name == "Made").unwrap();
+        assert!(broken < made);
+        assert_eq!(small.failed_stack.as_deref(), Some("Broken"));
+        let parsed: RunSummary = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed.stacks_omitted, small.stacks_omitted);
+        assert!(table(&small).contains(&format!(
+            "... {} stacks not shown (the run's summary.json lists every stack)",
+            small.stacks_omitted
+        )));
+        // A summary with nothing omitted does not carry the field.
+        assert!(!serde_json::to_string(&full)
+            .unwrap()
+            .contains("stacksOmitted"));
     }
 
     /// Db's create failed in stage 2 after Net was updated and Ecs created; Cache's delete failed.

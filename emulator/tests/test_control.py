@@ -65,3 +65,19 @@ def test_a_lambda_fault_is_taken_once_per_invocation_for_its_function_only(endpo
     for bad in ({"kind": "lambda", "function": "check", "error": "Boom"}, {"kind": "lambda", "error": "Lambda.Unknown"}):
         assert control(endpoint, "POST", "faults", bad).status_code == 400, bad
     assert control(endpoint, "GET", "faults/lambda/take").status_code == 405
+
+
+def test_a_lambda_fault_with_a_stack_is_taken_only_for_that_stack(endpoint):
+    fault = control(endpoint, "POST", "faults", {"kind": "lambda", "function": "deploy-stack", "error": "Lambda.Unknown", "times": 2, "environment": "dev", "stack": "App"})
+    assert fault.status_code == 201, fault.text
+    assert fault.json()["stack"] == "App"
+    try:
+        take = lambda **kw: control(endpoint, "POST", "faults/lambda/take", {"function": "deploy-stack", "environment": "dev", **kw}).json()["error"]
+        assert take(stack="Db") is None
+        assert take() is None
+        assert take(stack="App") == "Lambda.Unknown"
+        assert take(stack="App") == "Lambda.Unknown"
+        assert take(stack="App") is None
+    finally:
+        control(endpoint, "DELETE", f"faults/{fault.json()['id']}")
+    assert control(endpoint, "POST", "faults", {"kind": "lambda", "function": "deploy-stack", "error": "Lambda.Unknown", "stack": ""}).status_code == 400

@@ -212,6 +212,113 @@ async fn an_update_failure_lets_its_sibling_finish_then_both_are_restored() -> R
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deploy_stack_failing_past_its_retries_fails_its_stack_with_the_error_and_the_rest_goes_on(
+) -> Result<()> {
+    let local = local().await?;
+    let env = unique_env("dse");
+    let (a, b) = (format!("SibA-{env}"), format!("SibB-{env}"));
+    // Every invocation of deploy-stack for A fails as an out-of-memory function does: no
+    // answer, nothing written. Its retries run out; B, started in the same round, goes on.
+    let fault = local
+        .fault(
+            json!({"kind": "lambda", "function": "deploy-stack", "error": "Lambda.Unknown",
+                      "times": 50, "environment": env, "stack": a}),
+        )
+        .await?;
+    local.set_stack_seconds(&[(b.clone(), 2.0)]).await?;
+    let dir = synthetic_dir("siblings", &two_siblings("rollback", "v1"))?;
+    let run = cli_deploy(dir.path(), &env);
+    local.remove_fault(&fault).await?;
+    let run = run?;
+    assert_eq!(run.code, 1, "{:#}", run.json);
+    let actions = summary_actions(&run.json);
+    assert_eq!(actions[&a], "failed", "{:#}", run.json);
+    // B was created in the same round, then deleted by the run-level rollback.
+    assert_eq!(actions[&b], "rolled_back", "{:#}", run.json);
+    let created = local
+        .stack_events(&b)
+        .await?
+        .iter()
+        .any(|e| e.resource_status().map(|s| s.as_str()) == Some("CREATE_COMPLETE"));
+    assert!(created, "B was not created while A's deploy-stack failed");
+    let reason = summary_row(&run.json, &a)["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        reason.starts_with(&format!(
+            "deploy-stack failed on stack {a} past its retries with Lambda.Unknown"
+        )),
+        "{reason}"
+    );
+    assert!(reason.contains("raise its MemorySize"), "{reason}");
+    assert_eq!(run.json["failedStack"], json!(a), "{:#}", run.json);
+    // Nothing was left of A, and the rollback deleted B, which this run created.
+    assert!(local.stack_state(&a).await?.is_none());
+    assert!(local.stack_state(&b).await?.is_none());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rollback_step_that_times_out_twice_is_retried_and_restores_both() -> Result<()> {
+    let local = local().await?;
+    let env = unique_env("rbt");
+    let (a, b) = (format!("SibA-{env}"), format!("SibB-{env}"));
+    let dir = synthetic_dir("siblings", &two_siblings("rollback", "v1"))?;
+    assert_eq!(cli_deploy(dir.path(), &env)?.code, 0);
+    let before = states(&local, &[a.clone(), b.clone()]).await?;
+
+    std::fs::write(
+        dir.path().join("manifest.yaml"),
+        two_siblings("rollback", "v2"),
+    )?;
+    local.fault(json!({"kind": "fail", "stack": a, "on": "update", "reason": "injected update failure"})).await?;
+    // The rollback function runs past its timeout twice: what it did happened, its answer is
+    // lost, and the state machine retries it (every handler is idempotent).
+    let timeouts = local
+        .fault(
+            json!({"kind": "lambda", "function": "rollback", "error": "Sandbox.Timedout",
+                      "times": 2, "environment": env}),
+        )
+        .await?;
+    let run = cli_deploy(dir.path(), &env);
+    local.remove_fault(&timeouts).await?;
+    let run = run?;
+    assert_eq!(run.code, 1, "{:#}", run.json);
+    let actions = summary_actions(&run.json);
+    assert_eq!(actions[&a], "failed", "{:#}", run.json);
+    assert_eq!(actions[&b], "rolled_back", "{:#}", run.json);
+    let arn = run.json["executionArn"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let timed_out = local
+        .run_history(&arn)
+        .await?
+        .iter()
+        .filter(|e| {
+            e.lambda_function_failed_event_details()
+                .and_then(|d| d.error())
+                == Some("Sandbox.Timedout")
+        })
+        .count();
+    assert_eq!(
+        timed_out, 2,
+        "both timeouts are in the history, each retried"
+    );
+    let after = states(&local, &[a.clone(), b.clone()]).await?;
+    for s in [&a, &b] {
+        assert!(
+            same_content(&before[s], &after[s]),
+            "{s}: {:?} vs {:?}",
+            before[s],
+            after[s]
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn retain_keeps_what_was_deployed() -> Result<()> {
     let local = local().await?;
     let env = unique_env("rt");

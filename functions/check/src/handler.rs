@@ -22,7 +22,8 @@ use stackwave_aws::stacks::{
 };
 use stackwave_aws::{aws_error, Ctx, RunStore};
 use stackwave_core::io::{
-    CheckInput, CheckMode, CheckOutput, DeployErroredInput, RollbackScheduleInput, RunContext, ScheduleInput,
+    CheckInput, CheckMode, CheckOutput, DeployErroredInput, RollbackScheduleInput, RunContext,
+    ScheduleInput,
 };
 use stackwave_core::plan::{Plan, PlannedStack};
 use stackwave_core::poll;
@@ -214,7 +215,9 @@ pub async fn handle_json(ctx: &Ctx, input: serde_json::Value) -> Result<serde_js
         Some("deploy_errored") => {
             let input: DeployErroredInput =
                 stackwave_aws::parse_input(input, schedule::DEPLOY_ERRORED_ACCEPTED)?;
-            return stackwave_aws::to_output(&schedule::deploy_errored(ctx, input).await?);
+            return stackwave_aws::to_output(
+                &Box::pin(schedule::deploy_errored(ctx, input)).await?,
+            );
         }
         _ => {}
     }

@@ -1018,3 +1018,72 @@ async fn a_throttled_listing_of_a_large_wave_is_no_news_for_all_of_it() {
         );
     }
 }
+
+#[tokio::test]
+async fn deploy_errored_records_a_stack_without_a_record_and_leaves_one_it_has() {
+    let bucket = Bucket::default();
+    let run = run();
+    bucket.put_json(
+        &run.plan_key(),
+        &plan(vec![
+            planned("App", "app.yaml", vec![]),
+            planned("Db", "db.yaml", vec![]),
+        ]),
+    );
+    // Db's deploy-stack wrote its record before its answer was lost.
+    let db = record("Db", Operation::Create, Phase::Executing, 1);
+    bucket.put_record(&run, &db);
+    // No CloudFormation call: the step only reads and writes records.
+    let ctx = ctx(&bucket, &[], &[], config());
+    let errored = |stack: &str, error: &str, cause: &str| {
+        serde_json::json!({
+            "mode": "deploy_errored",
+            "run": run.clone(),
+            "stack": stack,
+            "error": {"Error": error, "Cause": cause},
+        })
+    };
+
+    let answer = stackwave_check::handle_json(
+        &ctx,
+        errored(
+            "App",
+            "Lambda.Unknown",
+            r#"{"errorMessage":"the function exited without an answer","errorType":"Lambda.Unknown"}"#,
+        ),
+    )
+    .await
+    .expect("recorded");
+    assert_eq!(
+        answer,
+        serde_json::json!({"stack": "App", "recordedFailed": true})
+    );
+    let app = bucket.record(&run, "App").expect("App's record");
+    assert_eq!((app.phase, app.action), (Phase::Done, Action::Failed));
+    assert!(
+        app.reason.starts_with(
+            "deploy-stack failed on stack App past its retries with Lambda.Unknown \
+             (the function exited without an answer)."
+        ),
+        "{}",
+        app.reason
+    );
+
+    let answer = stackwave_check::handle_json(&ctx, errored("Db", "Sandbox.Timedout", ""))
+        .await
+        .expect("left");
+    assert_eq!(
+        answer,
+        serde_json::json!({"stack": "Db", "recordedFailed": false})
+    );
+    assert_eq!(bucket.record(&run, "Db"), Some(db));
+
+    // A stack outside the plan is a bug in the input, named as such.
+    let err = stackwave_check::handle_json(&ctx, errored("Nope", "Lambda.Unknown", ""))
+        .await
+        .expect_err("not in the plan");
+    assert!(
+        err.to_string().contains("stack Nope is not in the plan"),
+        "{err}"
+    );
+}

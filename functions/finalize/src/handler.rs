@@ -1,6 +1,6 @@
 //! The finalize function: build the run summary from the plan and every stack record, keep it in
 //! S3 beside the run, record the environment's last successful deployment in SSM, and return the
-//! summary as the execution's output.
+//! summary as the execution's output (bounded to fit the execution's state, `summary::bounded`).
 //!
 //! The summary is never lost to bookkeeping: when writing it to S3 or updating SSM fails, the
 //! failure is logged and the summary is still returned.
@@ -118,7 +118,22 @@ async fn summarize(
     if summary.status == RunStatus::Succeeded {
         record_last_deployment(ctx, run, &summary).await;
     }
-    Ok(summary)
+    // The execution's state must stay within Step Functions' payload limit: past it, the run
+    // would fail here after every stack deployed. summary.json keeps every row.
+    let bounded = stackwave_core::summary::bounded(
+        &summary,
+        stackwave_core::summary::MAX_STATE_SUMMARY_BYTES,
+    );
+    if bounded.stacks_omitted > 0 {
+        info!(
+            environment = %run.environment,
+            execution = %run.execution_name,
+            omitted = bounded.stacks_omitted,
+            summary_key = %key,
+            "the execution's output leaves out rows that do not fit its state; summary.json lists every stack"
+        );
+    }
+    Ok(bounded)
 }
 
 /// For each stack the run leaves created or updated, the SSM sources of the secrets it now
@@ -266,6 +281,7 @@ mod tests {
             failed_stack: None,
             root_cause: None,
             error: None,
+            stacks_omitted: 0,
         }
     }
 

@@ -36,6 +36,13 @@ pub async fn handle(ctx: &Ctx, input: NotifyInput) -> Result<NotifyOutput, Error
             "no alert topic configured. Fix: set the function's STACKWAVE_TOPIC_ARN environment variable to the alert topic's ARN".to_string(),
         ));
     }
+    let input = match input {
+        NotifyInput::Finished { run, summary } if summary.stacks_omitted > 0 => {
+            let summary = full_summary(ctx, &run, summary).await;
+            NotifyInput::Finished { run, summary }
+        }
+        other => other,
+    };
     let alert = Alert::from_input(&input);
     let out = publish(ctx, &alert).await?;
     // A rollback that failed needs a human: a second, separate alert says so.
@@ -49,6 +56,24 @@ pub async fn handle(ctx: &Ctx, input: NotifyInput) -> Result<NotifyOutput, Error
         }
     }
     Ok(out)
+}
+
+/// The run's whole summary (`summary.json`) when finalize's output left rows out to fit the
+/// execution's state; the bounded one (its table says how many rows are left out) when it cannot
+/// be read, so the alert still goes out.
+async fn full_summary(ctx: &Ctx, run: &RunContext, bounded: RunSummary) -> RunSummary {
+    let store = stackwave_aws::RunStore::for_run(&ctx.clients.s3, run);
+    match store.get_json::<RunSummary>(&run.summary_key()).await {
+        Ok(Some(full)) if full.stacks.len() >= bounded.stacks.len() => full,
+        Ok(_) => {
+            tracing::warn!(environment = %run.environment, execution = %run.execution_name, "summary.json is missing: the alert lists the rows finalize returned");
+            bounded
+        }
+        Err(e) => {
+            tracing::warn!(environment = %run.environment, execution = %run.execution_name, error = %e, "could not read summary.json: the alert lists the rows finalize returned");
+            bounded
+        }
+    }
 }
 
 /// Publish one alert to the topic.
@@ -453,6 +478,7 @@ mod tests {
             failed_stack: Some("Stack007-dev".into()),
             root_cause: None,
             error: None,
+            stacks_omitted: 0,
         }
     }
 

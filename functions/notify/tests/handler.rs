@@ -143,6 +143,7 @@ fn failed_summary() -> RunSummary {
             reason: "bad".into(),
         }),
         error: None,
+        stacks_omitted: 0,
     }
 }
 

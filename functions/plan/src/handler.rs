@@ -36,12 +36,6 @@ pub const MAX_CONCURRENCY_LIMIT: u32 = 40;
 /// Environment variable with the deployment's default `maxConcurrency`.
 pub const DEFAULT_MAX_CONCURRENCY_VAR: &str = "STACKWAVE_DEFAULT_MAX_CONCURRENCY";
 
-/// Longest environment name: it becomes part of SSM parameter names, S3 keys and stack names.
-const MAX_ENVIRONMENT_LEN: usize = 32;
-
-/// Not an environment: `/stackwave/config/...` holds the installation's settings.
-const RESERVED_ENVIRONMENT: &str = "config";
-
 /// SSM parameter holding the environment's current manifest location.
 pub fn manifest_uri_parameter(environment: &str) -> String {
     format!("/stackwave/{environment}/manifest-uri")
@@ -352,33 +346,53 @@ fn validate_execution(execution: &ExecutionRef) -> Result<(), Error> {
 
 /// `^[A-Za-z0-9][A-Za-z0-9-]{0,31}$`.
 pub fn validate_environment(environment: &str) -> Result<(), Error> {
-    let mut chars = environment.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '-');
-    if environment == RESERVED_ENVIRONMENT {
-        return Err(invalid(format!(
-            "environment {environment:?} is reserved: /stackwave/{RESERVED_ENVIRONMENT}/ holds stackwave's own settings. Fix: choose another environment name"
-        )));
-    }
-    if first_ok && rest_ok && environment.len() <= MAX_ENVIRONMENT_LEN {
-        Ok(())
-    } else {
-        Err(invalid(format!(
-            "environment {environment:?} is not a valid name: use 1 to {MAX_ENVIRONMENT_LEN} letters, digits or '-', starting with a letter or digit"
-        )))
+    match stackwave_core::manifest::environment_issue(environment) {
+        None => Ok(()),
+        Some((message, fix)) => Err(invalid(format!("{message}. Fix: {fix}"))),
     }
 }
 
-/// The poll settings, or the defaults; `1 <= min <= max <= 3600`.
+/// Environment variables with the installation's default `pollSeconds` (template.yaml's
+/// `PollSecondsMin` and `PollSecondsMax`).
+pub const DEFAULT_POLL_MIN_VAR: &str = "STACKWAVE_DEFAULT_POLL_SECONDS_MIN";
+pub const DEFAULT_POLL_MAX_VAR: &str = "STACKWAVE_DEFAULT_POLL_SECONDS_MAX";
+
+fn poll_in_range(poll: PollSeconds) -> bool {
+    poll.min >= 1 && poll.min <= poll.max && poll.max <= MAX_POLL_SECONDS
+}
+
+/// The poll settings, or the installation's defaults; `1 <= min <= max <= 3600`.
 pub fn validate_poll(poll: Option<PollSeconds>) -> Result<PollSeconds, Error> {
-    let poll = poll.unwrap_or_default();
-    if poll.min >= 1 && poll.min <= poll.max && poll.max <= MAX_POLL_SECONDS {
+    let poll = poll.unwrap_or_else(|| {
+        default_poll(
+            std::env::var(DEFAULT_POLL_MIN_VAR).ok().as_deref(),
+            std::env::var(DEFAULT_POLL_MAX_VAR).ok().as_deref(),
+        )
+    });
+    if poll_in_range(poll) {
         Ok(poll)
     } else {
         Err(invalid(format!(
             "pollSeconds {{\"min\": {}, \"max\": {}}} is out of range: need 1 <= min <= max <= {MAX_POLL_SECONDS}",
             poll.min, poll.max
         )))
+    }
+}
+
+/// The installation's default poll from its two variables' values; a missing one keeps the
+/// built-in default, and an invalid pair is ignored with a warning (the installation cannot
+/// check that the minimum does not exceed the maximum).
+pub fn default_poll(min: Option<&str>, max: Option<&str>) -> PollSeconds {
+    let builtin = PollSeconds::default();
+    let parse = |raw: Option<&str>, or: u32| raw.map_or(Some(or), |r| r.trim().parse::<u32>().ok());
+    match (parse(min, builtin.min), parse(max, builtin.max)) {
+        (Some(min), Some(max)) if poll_in_range(PollSeconds { min, max }) => {
+            PollSeconds { min, max }
+        }
+        _ => {
+            warn!(min = ?min, max = ?max, default = ?builtin, "ignoring an invalid default pollSeconds (PollSecondsMin/PollSecondsMax)");
+            builtin
+        }
     }
 }
 
@@ -705,6 +719,22 @@ mod tests {
             "s3://b c/k",
         ] {
             assert!(S3Location::parse(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn the_installation_sets_the_default_poll() {
+        let p = |min, max| PollSeconds { min, max };
+        assert_eq!(default_poll(None, None), PollSeconds::default());
+        assert_eq!(default_poll(Some("2"), Some("30")), p(2, 30));
+        assert_eq!(default_poll(Some("10"), None), p(10, 60));
+        // Invalid: the built-in default, never a failed run.
+        for (min, max) in [("90", "60"), ("0", "5"), ("x", "5"), ("5", "4000")] {
+            assert_eq!(
+                default_poll(Some(min), Some(max)),
+                PollSeconds::default(),
+                "{min} {max}"
+            );
         }
     }
 
