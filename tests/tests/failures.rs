@@ -144,21 +144,46 @@ fn two_siblings(on_failure: &str, version: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_update_failure_lets_its_sibling_finish_then_both_are_restored() -> Result<()> {
-    let local = local().await?;
-    let env = unique_env("sb");
+/// Two sibling stacks deployed at v1, the manifest moved to v2, and A's update set to fail.
+struct Siblings {
+    env: String,
+    a: String,
+    b: String,
+    dir: TempDir,
+    before: BTreeMap<String, Option<StackState>>,
+}
+
+async fn siblings_whose_update_of_a_fails(local: &Local, prefix: &str) -> Result<Siblings> {
+    let env = unique_env(prefix);
     let (a, b) = (format!("SibA-{env}"), format!("SibB-{env}"));
     let dir = synthetic_dir("siblings", &two_siblings("rollback", "v1"))?;
     assert_eq!(cli_deploy(dir.path(), &env)?.code, 0);
-    let before = states(&local, &[a.clone(), b.clone()]).await?;
-
+    let before = states(local, &[a.clone(), b.clone()]).await?;
     std::fs::write(
         dir.path().join("manifest.yaml"),
         two_siblings("rollback", "v2"),
     )?;
-    local.set_stack_seconds(&[(b.clone(), 5.0)]).await?;
     local.fault(json!({"kind": "fail", "stack": a, "on": "update", "reason": "injected update failure"})).await?;
+    Ok(Siblings {
+        env,
+        a,
+        b,
+        dir,
+        before,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_update_failure_lets_its_sibling_finish_then_both_are_restored() -> Result<()> {
+    let local = local().await?;
+    let Siblings {
+        env,
+        a,
+        b,
+        dir,
+        before,
+    } = siblings_whose_update_of_a_fails(&local, "sb").await?;
+    local.set_stack_seconds(&[(b.clone(), 5.0)]).await?;
     let run = cli_deploy(dir.path(), &env)?;
     assert_eq!(run.code, 1, "{:#}", run.json);
     let actions = summary_actions(&run.json);
@@ -268,17 +293,13 @@ async fn a_deploy_stack_failing_past_its_retries_fails_its_stack_with_the_error_
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rollback_step_that_times_out_twice_is_retried_and_restores_both() -> Result<()> {
     let local = local().await?;
-    let env = unique_env("rbt");
-    let (a, b) = (format!("SibA-{env}"), format!("SibB-{env}"));
-    let dir = synthetic_dir("siblings", &two_siblings("rollback", "v1"))?;
-    assert_eq!(cli_deploy(dir.path(), &env)?.code, 0);
-    let before = states(&local, &[a.clone(), b.clone()]).await?;
-
-    std::fs::write(
-        dir.path().join("manifest.yaml"),
-        two_siblings("rollback", "v2"),
-    )?;
-    local.fault(json!({"kind": "fail", "stack": a, "on": "update", "reason": "injected update failure"})).await?;
+    let Siblings {
+        env,
+        a,
+        b,
+        dir,
+        before,
+    } = siblings_whose_update_of_a_fails(&local, "rbt").await?;
     // The rollback function runs past its timeout twice: what it did happened, its answer is
     // lost, and the state machine retries it (every handler is idempotent).
     let timeouts = local

@@ -38,7 +38,8 @@ pub async fn handle(ctx: &Ctx, input: NotifyInput) -> Result<NotifyOutput, Error
     }
     let input = match input {
         NotifyInput::Finished { run, summary } if summary.stacks_omitted > 0 => {
-            let summary = full_summary(ctx, &run, summary).await;
+            // Boxed: the nested SDK futures would otherwise overflow the compiler's layout depth.
+            let summary = Box::pin(full_summary(ctx, &run, summary)).await;
             NotifyInput::Finished { run, summary }
         }
         other => other,

@@ -437,3 +437,84 @@ async fn no_rollback_failure_no_second_alert() {
     assert_eq!(publish.num_calls(), 1);
     assert!(!sent.lock().unwrap()[0].subject.contains("ROLLBACK"));
 }
+
+/// Finalize's output with only the failed row: the other row did not fit the execution's state.
+fn bounded_summary() -> RunSummary {
+    let mut s = failed_summary();
+    s.stacks.retain(|r| r.action == Action::Failed);
+    s.stacks_omitted = 1;
+    s
+}
+
+/// The machine form and the human body of the alert.
+async fn finished_with_stored_summary(stored: Option<RunSummary>) -> (Value, String) {
+    let sent = Arc::new(Mutex::new(Vec::new()));
+    let publish = capture(&sent);
+    let mut ctx = ctx(
+        mock_client!(aws_sdk_sns, RuleMode::MatchAny, [&publish]),
+        TOPIC,
+    )
+    .await;
+    ctx.clients.s3 = match stored {
+        Some(full) => {
+            let get = mock!(aws_sdk_s3::Client::get_object)
+                .match_requests(|r| {
+                    r.bucket() == Some("artifacts")
+                        && r.key() == Some("runs/dev/exec-1/summary.json")
+                })
+                .then_compute_output(move |_| {
+                    aws_sdk_s3::operation::get_object::GetObjectOutput::builder()
+                        .body(aws_sdk_s3::primitives::ByteStream::from(
+                            serde_json::to_vec(&full).unwrap(),
+                        ))
+                        .build()
+                });
+            mock_client!(aws_sdk_s3, [&get])
+        }
+        None => {
+            let missing = mock!(aws_sdk_s3::Client::get_object).then_error(|| {
+                aws_sdk_s3::operation::get_object::GetObjectError::NoSuchKey(
+                    aws_sdk_s3::types::error::NoSuchKey::builder().build(),
+                )
+            });
+            mock_client!(aws_sdk_s3, [&missing])
+        }
+    };
+    stackwave_notify::handle(
+        &ctx,
+        NotifyInput::Finished {
+            run: run(),
+            summary: bounded_summary(),
+        },
+    )
+    .await
+    .expect("published");
+    let sent = sent.lock().unwrap();
+    let machine = check_common(&sent[0], "FAILED", "dev");
+    let message: Value = serde_json::from_str(&sent[0].message).unwrap();
+    (machine, message["default"].as_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn a_finished_alert_lists_every_stack_of_summary_json_when_finalize_left_rows_out() {
+    let (machine, body) = finished_with_stored_summary(Some(failed_summary())).await;
+    assert!(body.contains("Network-dev"), "{body}");
+    let rows = machine["summary"]["stacks"].as_array().cloned().unwrap();
+    assert_eq!(rows.len(), 2, "{machine:#}");
+    assert!(rows.iter().any(|r| r["name"] == "Network-dev"));
+    assert!(machine["summary"].get("stacksOmitted").is_none());
+}
+
+#[tokio::test]
+async fn a_finished_alert_without_summary_json_says_how_many_rows_it_leaves_out() {
+    let (machine, body) = finished_with_stored_summary(None).await;
+    assert_eq!(machine["summary"]["stacksOmitted"], 1, "{machine:#}");
+    assert_eq!(
+        machine["summary"]["stacks"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert!(
+        body.contains("... 1 stack not shown (the run's summary.json lists every stack)"),
+        "{body}"
+    );
+}
