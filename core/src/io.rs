@@ -509,6 +509,9 @@ pub struct RunSummary {
     /// limit (`summary::bounded`); the run's `summary.json` in S3 holds every row.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub stacks_omitted: usize,
+    /// Where the full summary is, when rows were left out (`s3://<bucket>/<run>/summary.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary_uri: Option<String>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -516,6 +519,9 @@ fn is_zero(n: &usize) -> bool {
 }
 
 /// Notify's input, by `event`.
+// One value per invocation, parsed once and never held in bulk: boxing the summary would only
+// add noise at every site that builds or matches it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "camelCase")]
 pub enum NotifyInput {

@@ -104,27 +104,32 @@ pub fn build(
         }),
         error: error.map(error_text),
         stacks_omitted: 0,
+        summary_uri: None,
     }
 }
 
 /// The most a run summary may take in the execution's state. Finalize's result joins the state
 /// beside the run context and the plan's stage list, and Step Functions fails an execution whose
-/// state passes 262,144 bytes (`States.DataLimitExceeded`); 64 KiB keeps room for the rest.
-pub const MAX_STATE_SUMMARY_BYTES: usize = 65_536;
+/// state passes 262,144 bytes (`States.DataLimitExceeded`). A failed run's Fail state carries the
+/// same summary as its cause (`States.JsonToString`), which AWS caps at 32,768 characters: this
+/// bound keeps under both, with a margin for escapes.
+pub const MAX_STATE_SUMMARY_BYTES: usize = 30_000;
 
 /// The summary as it may travel in the execution's state: whole when it serialises within
 /// `max_bytes`; otherwise the rows that matter most are kept (failures and rollbacks first, then
 /// skipped and not started, then created and updated, unchanged last), in plan order, and
-/// `stacks_omitted` counts the rest. The full summary is the run's `summary.json`.
-pub fn bounded(summary: &RunSummary, max_bytes: usize) -> RunSummary {
+/// `stacks_omitted` counts the rest, and `summary_uri` says where the full summary is (the run's
+/// `summary.json`).
+pub fn bounded(summary: &RunSummary, summary_uri: &str, max_bytes: usize) -> RunSummary {
     let size = |v: &RunSummary| serde_json::to_vec(v).map(|b| b.len()).unwrap_or(usize::MAX);
     if size(summary) <= max_bytes {
         return summary.clone();
     }
     let mut out = RunSummary {
         stacks: Vec::new(),
-        // Room for the count's own field, whatever its value.
+        // Room for the count's and the location's own fields, whatever their values.
         stacks_omitted: usize::MAX,
+        summary_uri: Some(summary_uri.to_string()),
         ..summary.clone()
     };
     let mut used = size(&out);
@@ -837,8 +842,12 @@ pub fn table(summary: &RunSummary) -> String {
     }
     if summary.stacks_omitted > 0 {
         out.push_str(&format!(
-            "... {} not shown (the run's summary.json lists every stack)\n",
-            plural(summary.stacks_omitted, "stack")
+            "... {} not shown: {} lists every stack\n",
+            plural(summary.stacks_omitted, "stack"),
+            summary
+                .summary_uri
+                .as_deref()
+                .unwrap_or("the run's summary.json")
         ));
     }
     out
@@ -1296,6 +1305,7 @@ mod tests {
             root_cause: None,
             error: None,
             stacks_omitted: 0,
+            summary_uri: None,
         };
         let m = finished(&r, &s);
         assert!(m.subject.len() <= 100 && m.subject.len() == MAX_SUBJECT_LEN);
@@ -1427,11 +1437,13 @@ mod tests {
             root_cause: None,
             error: None,
             stacks_omitted: 0,
+            summary_uri: None,
         };
         // Whole when it fits.
-        assert_eq!(bounded(&full, 1 << 20), full);
+        let uri = "s3://artifacts/runs/dev/run-1/summary.json";
+        assert_eq!(bounded(&full, uri, 1 << 20), full);
 
-        let small = bounded(&full, 8_192);
+        let small = bounded(&full, uri, 8_192);
         let text = serde_json::to_string(&small).unwrap();
         assert!(text.len() <= 8_192, "{} bytes", text.len());
         assert_eq!(small.stacks_omitted + small.stacks.len(), full.stacks.len());
@@ -1450,14 +1462,55 @@ mod tests {
         assert_eq!(small.failed_stack.as_deref(), Some("Broken"));
         let parsed: RunSummary = serde_json::from_str(&text).unwrap();
         assert_eq!(parsed.stacks_omitted, small.stacks_omitted);
+        assert_eq!(parsed.summary_uri.as_deref(), Some(uri));
         assert!(table(&small).contains(&format!(
-            "... {} stacks not shown (the run's summary.json lists every stack)",
+            "... {} stacks not shown: {uri} lists every stack",
             small.stacks_omitted
         )));
-        // A summary with nothing omitted does not carry the field.
-        assert!(!serde_json::to_string(&full)
-            .unwrap()
-            .contains("stacksOmitted"));
+        // A summary with nothing omitted does not carry the fields.
+        let whole = serde_json::to_string(&full).unwrap();
+        assert!(!whole.contains("stacksOmitted") && !whole.contains("summaryUri"));
+    }
+
+    /// Issue: a failed run's cause is this summary as text, capped at 32,768 characters by AWS.
+    #[test]
+    fn two_thousand_failed_stacks_give_a_summary_within_the_failure_cause_cap() {
+        let stacks: Vec<StackSummary> = (0..2000)
+            .map(|i| StackSummary {
+                name: format!("BellyfedServiceStack{i:04}-production"),
+                stage: "applications".into(),
+                action: if i % 2 == 0 {
+                    Action::Failed
+                } else {
+                    Action::Skipped
+                },
+                duration_seconds: 1234.5,
+                reason: format!("Resource handler returned message: \"{}\"", "é".repeat(200)),
+            })
+            .collect();
+        let full = RunSummary {
+            status: RunStatus::Failed,
+            environment: "production".into(),
+            execution_arn: "arn:aws:states:us-east-1:123456789012:execution:stackwave-deploy:x"
+                .into(),
+            stacks,
+            failed_stack: Some("BellyfedServiceStack0000-production".into()),
+            root_cause: None,
+            error: Some("StackFailed: ".to_string() + &"x".repeat(MAX_ERROR_LEN)),
+            stacks_omitted: 0,
+            summary_uri: None,
+        };
+        let out = bounded(
+            &full,
+            "s3://artifacts/runs/production/x/summary.json",
+            MAX_STATE_SUMMARY_BYTES,
+        );
+        let cause = serde_json::to_string(&out).unwrap();
+        assert!(cause.chars().count() < 32_768, "{} characters", cause.len());
+        assert!(!out.stacks.is_empty());
+        // Failures come first: every row kept is a failed one.
+        assert!(out.stacks.iter().all(|s| s.action == Action::Failed));
+        assert_eq!(out.stacks_omitted + out.stacks.len(), 2000);
     }
 
     /// Db's create failed in stage 2 after Net was updated and Ecs created; Cache's delete failed.

@@ -197,3 +197,39 @@ async fn a_run_that_could_outgrow_the_execution_history_is_refused_before_the_lo
     assert!(local.lock_is_free(&environment).await?);
     Ok(())
 }
+
+/// Issue 14 §6: a Catch cannot add `$.error` to an input that is not an object; on AWS such an
+/// execution failed `States.Runtime` with no alert. Both shapes get InvalidInput and the alert.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_execution_started_with_a_string_or_a_list_is_rejected_with_invalid_input_and_an_alert(
+) -> Result<()> {
+    let local = local().await?;
+    let environment = unique_env("nob");
+    for (suffix, input) in [("string", json!("hello")), ("list", json!([]))] {
+        let exec = local
+            .run_execution(
+                &format!("{environment}-{suffix}"),
+                &input,
+                Duration::from_secs(60),
+            )
+            .await?;
+        assert_eq!(exec.status, "FAILED", "{exec:?}");
+        assert_eq!(exec.error.as_deref(), Some("InvalidInput"), "{exec:?}");
+        let cause = exec.cause.clone().unwrap_or_default();
+        assert!(cause.contains("JSON object"), "{cause}");
+        let arn = exec.arn.clone();
+        let alert = local
+            .wait_alert(Duration::from_secs(30), move |m| {
+                m["MessageAttributes"]["status"]["Value"] == "REJECTED"
+                    && m["Message"].as_str().is_some_and(|t| t.contains(&arn))
+            })
+            .await?;
+        assert!(
+            alert["Message"]
+                .as_str()
+                .is_some_and(|t| t.contains("InvalidInput")),
+            "{alert:#}"
+        );
+    }
+    Ok(())
+}

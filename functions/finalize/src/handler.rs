@@ -122,6 +122,7 @@ async fn summarize(
     // would fail here after every stack deployed. summary.json keeps every row.
     let bounded = stackwave_core::summary::bounded(
         &summary,
+        &format!("s3://{}/{key}", run.bucket),
         stackwave_core::summary::MAX_STATE_SUMMARY_BYTES,
     );
     if bounded.stacks_omitted > 0 {
@@ -282,6 +283,7 @@ mod tests {
             root_cause: None,
             error: None,
             stacks_omitted: 0,
+            summary_uri: None,
         }
     }
 

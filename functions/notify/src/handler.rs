@@ -480,6 +480,7 @@ mod tests {
             root_cause: None,
             error: None,
             stacks_omitted: 0,
+            summary_uri: None,
         }
     }
 

@@ -144,6 +144,7 @@ fn failed_summary() -> RunSummary {
         }),
         error: None,
         stacks_omitted: 0,
+        summary_uri: None,
     }
 }
 
@@ -443,6 +444,7 @@ fn bounded_summary() -> RunSummary {
     let mut s = failed_summary();
     s.stacks.retain(|r| r.action == Action::Failed);
     s.stacks_omitted = 1;
+    s.summary_uri = Some("s3://artifacts/runs/dev/exec-1/summary.json".into());
     s
 }
 
@@ -514,7 +516,9 @@ async fn a_finished_alert_without_summary_json_says_how_many_rows_it_leaves_out(
         Some(1)
     );
     assert!(
-        body.contains("... 1 stack not shown (the run's summary.json lists every stack)"),
+        body.contains(
+            "... 1 stack not shown: s3://artifacts/runs/dev/exec-1/summary.json lists every stack"
+        ),
         "{body}"
     );
 }
