@@ -93,11 +93,54 @@ impl TargetConfig {
                     state_machine_arn: Some(local::state_machine_arn()),
                 })
             }
-            None => Ok(Target {
-                aws: Aws::real(self.region.as_deref()).await,
-                bucket: self.bucket.clone().filter(|b| !b.is_empty()),
-                state_machine_arn: self.state_machine_arn.clone().filter(|a| !a.is_empty()),
-            }),
+            None => {
+                let aws = Aws::real(self.region.as_deref()).await;
+                let (bucket, state_machine_arn) = from_installation(
+                    &aws.ssm,
+                    self.bucket.clone().filter(|b| !b.is_empty()),
+                    self.state_machine_arn.clone().filter(|a| !a.is_empty()),
+                )
+                .await;
+                Ok(Target {
+                    aws,
+                    bucket,
+                    state_machine_arn,
+                })
+            }
+        }
+    }
+}
+
+/// The bucket and state machine given, each missing one read from what the installation in this
+/// account and region recorded in SSM (`/stackwave/config/...`, template.yaml). A parameter that
+/// cannot be read leaves it missing: the command that needs it says how to give it.
+pub async fn from_installation(
+    ssm: &aws_sdk_ssm::Client,
+    bucket: Option<String>,
+    state_machine_arn: Option<String>,
+) -> (Option<String>, Option<String>) {
+    use stackwave_core::manifest::{INSTALLED_BUCKET_PARAMETER, INSTALLED_STATE_MACHINE_PARAMETER};
+    let bucket = match bucket {
+        Some(b) => Some(b),
+        None => installed(ssm, INSTALLED_BUCKET_PARAMETER).await,
+    };
+    let state_machine_arn = match state_machine_arn {
+        Some(a) => Some(a),
+        None => installed(ssm, INSTALLED_STATE_MACHINE_PARAMETER).await,
+    };
+    (bucket, state_machine_arn)
+}
+
+async fn installed(ssm: &aws_sdk_ssm::Client, name: &str) -> Option<String> {
+    match ssm.get_parameter().name(name).send().await {
+        Ok(out) => out
+            .parameter()
+            .and_then(|p| p.value())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
+        Err(e) => {
+            tracing::debug!(parameter = name, error = %sdk_error("ssm:GetParameter", e), "no installed stackwave setting");
+            None
         }
     }
 }
@@ -114,7 +157,10 @@ impl Target {
     pub fn bucket(&self) -> anyhow::Result<&str> {
         self.bucket.as_deref().ok_or_else(|| {
             anyhow!(
-                "no artifact bucket. Fix: pass --bucket or set STACKWAVE_BUCKET (or use --local)"
+                "no artifact bucket: none given, and no stackwave installation recorded one in SSM \
+                 ({}) in this account and region. Fix: pass --bucket or set STACKWAVE_BUCKET, \
+                 install stackwave with `sam deploy`, or use --local",
+                stackwave_core::manifest::INSTALLED_BUCKET_PARAMETER
             )
         })
     }
@@ -122,7 +168,10 @@ impl Target {
     pub fn state_machine_arn(&self) -> anyhow::Result<&str> {
         self.state_machine_arn.as_deref().ok_or_else(|| {
             anyhow!(
-                "no state machine. Fix: pass --state-machine-arn or set STACKWAVE_STATE_MACHINE_ARN (or use --local)"
+                "no state machine: none given, and no stackwave installation recorded one in SSM \
+                 ({}) in this account and region. Fix: pass --state-machine-arn or set \
+                 STACKWAVE_STATE_MACHINE_ARN, install stackwave with `sam deploy`, or use --local",
+                stackwave_core::manifest::INSTALLED_STATE_MACHINE_PARAMETER
             )
         })
     }
@@ -137,10 +186,12 @@ pub struct TargetArgs {
     /// The local endpoint (implies --local) [default: $STACKWAVE_LOCAL_ENDPOINT or http://127.0.0.1:4566].
     #[arg(long, value_name = "URL")]
     pub endpoint: Option<String>,
-    /// Real AWS: the artifact bucket.
+    /// Real AWS: the artifact bucket [default: the installation's, from SSM
+    /// /stackwave/config/artifact-bucket].
     #[arg(long, env = "STACKWAVE_BUCKET", value_name = "NAME")]
     pub bucket: Option<String>,
-    /// Real AWS: the ARN of the deployed stackwave state machine.
+    /// Real AWS: the ARN of the deployed stackwave state machine [default: the installation's,
+    /// from SSM /stackwave/config/state-machine-arn].
     #[arg(long, env = "STACKWAVE_STATE_MACHINE_ARN", value_name = "ARN")]
     pub state_machine_arn: Option<String>,
     /// Real AWS: the region (default: the SDK's default chain).

@@ -449,22 +449,7 @@ pub async fn run(opts: &DeployOptions) -> anyhow::Result<DeployOutcome> {
         plan.stages.len()
     ));
 
-    if opts.target.local_endpoint.is_none() {
-        // Say what is missing before loading credentials.
-        if opts.target.bucket.as_deref().is_none_or(str::is_empty) {
-            bail!(
-                "no artifact bucket. Fix: pass --bucket or set STACKWAVE_BUCKET (or use --local)"
-            );
-        }
-        if opts
-            .target
-            .state_machine_arn
-            .as_deref()
-            .is_none_or(str::is_empty)
-        {
-            bail!("no state machine. Fix: pass --state-machine-arn or set STACKWAVE_STATE_MACHINE_ARN (or use --local)");
-        }
-    }
+    // Real AWS: a bucket or state machine not given comes from the installation's SSM settings.
     let target = opts.target.resolve().await?;
     let bucket = target.bucket()?.to_string();
     let state_machine_arn = target.state_machine_arn()?.to_string();

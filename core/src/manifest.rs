@@ -245,6 +245,15 @@ pub const MAX_ENVIRONMENT_LEN: usize = 32;
 /// Not an environment: `/stackwave/config/...` holds the installation's settings.
 pub const RESERVED_ENVIRONMENT: &str = "config";
 
+/// The SSM parameter where an installation (template.yaml, `StateMachineArnParameter`) records
+/// its deploy state machine, under `/stackwave/<RESERVED_ENVIRONMENT>/`: the CLI finds an
+/// installed stackwave there when no `--state-machine-arn` is given.
+pub const INSTALLED_STATE_MACHINE_PARAMETER: &str = "/stackwave/config/state-machine-arn";
+
+/// The SSM parameter where an installation (`ArtifactBucketParameter`) records its artifact
+/// bucket: the CLI's default for `--bucket`.
+pub const INSTALLED_BUCKET_PARAMETER: &str = "/stackwave/config/artifact-bucket";
+
 /// What is wrong with `environment` as an environment name, and the fix; `None` for a valid
 /// one: 1 to [`MAX_ENVIRONMENT_LEN`] letters, digits or hyphens, starting with a letter or
 /// digit, and not [`RESERVED_ENVIRONMENT`]. The one rule, for `stackwave validate` and plan.

@@ -525,3 +525,62 @@ async fn assert_duplicate_of(local: &Local, dup: &Execution, first: &str) -> Res
     assert_eq!(states, vec!["Plan", "Duplicate"], "{states:?}");
     Ok(())
 }
+
+/// Issue 14 §7: the CLI on real AWS finds an installed stackwave from the SSM parameters
+/// template.yaml writes, when it is given no bucket or state machine; what it is given wins.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_finds_the_installation_from_ssm_when_not_given_a_bucket_or_state_machine(
+) -> Result<()> {
+    use stackwave_core::manifest::{INSTALLED_BUCKET_PARAMETER, INSTALLED_STATE_MACHINE_PARAMETER};
+    let local = local().await?;
+    let template = std::fs::read_to_string(repo_root().join("template.yaml"))?;
+    for name in [
+        INSTALLED_BUCKET_PARAMETER,
+        INSTALLED_STATE_MACHINE_PARAMETER,
+    ] {
+        assert!(
+            template.contains(&format!("Name: {name}\n")),
+            "template.yaml writes no {name}"
+        );
+    }
+    let ssm = &local.ssm;
+    let from = stackwave_cli::aws::from_installation;
+    for name in [
+        INSTALLED_BUCKET_PARAMETER,
+        INSTALLED_STATE_MACHINE_PARAMETER,
+    ] {
+        let _ = ssm.delete_parameter().name(name).send().await;
+    }
+    assert_eq!(
+        from(ssm, None, None).await,
+        (None, None),
+        "nothing installed"
+    );
+
+    let arn = stackwave_cli::local::state_machine_arn();
+    let bucket = stackwave_cli::local::BUCKET.to_string();
+    for (name, value) in [
+        (INSTALLED_BUCKET_PARAMETER, &bucket),
+        (INSTALLED_STATE_MACHINE_PARAMETER, &arn),
+    ] {
+        ssm.put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::String)
+            .overwrite(true)
+            .send()
+            .await
+            .context("PutParameter")?;
+    }
+    let found = from(ssm, None, None).await;
+    let given = from(ssm, Some("given-bucket".into()), None).await;
+    for name in [
+        INSTALLED_BUCKET_PARAMETER,
+        INSTALLED_STATE_MACHINE_PARAMETER,
+    ] {
+        let _ = ssm.delete_parameter().name(name).send().await;
+    }
+    assert_eq!(found, (Some(bucket), Some(arn.clone())));
+    assert_eq!(given, (Some("given-bucket".to_string()), Some(arn)));
+    Ok(())
+}
