@@ -96,9 +96,11 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def status_event(execution: Any) -> dict[str, Any]:
-    """The EventBridge event of the execution's current status (moto's internal form)."""
-    status = getattr(execution.exec_status, "value", execution.exec_status)
+def status_event(execution: Any, started: bool = False) -> dict[str, Any]:
+    """The EventBridge event of the execution's current status (moto's internal form), or with
+    `started`, of its start: RUNNING even when its worker has already ended it (a run that
+    fails in its first state), since AWS sends the RUNNING change of every execution."""
+    status = "RUNNING" if started else getattr(execution.exec_status, "value", execution.exec_status)
     output = _text(execution.output) if status == "SUCCEEDED" else None
     detail = {
         "executionArn": execution.exec_arn,
@@ -106,13 +108,13 @@ def status_event(execution: Any) -> dict[str, Any]:
         "name": execution.name,
         "status": status,
         "startDate": _epoch_ms(execution.start_date),
-        "stopDate": _epoch_ms(execution.stop_date),
+        "stopDate": None if started else _epoch_ms(execution.stop_date),
         "input": _text(execution.input_data),
         "output": output,
         "inputDetails": {"included": True},
         "outputDetails": {"included": True} if output is not None else None,
-        "error": _text(execution.error),
-        "cause": _text(execution.cause),
+        "error": None if started else _text(execution.error),
+        "cause": None if started else _text(execution.cause),
     }
     return {
         "version": "0",
@@ -127,11 +129,11 @@ def status_event(execution: Any) -> dict[str, Any]:
     }
 
 
-def send_status_event(execution: Any) -> None:
+def send_status_event(execution: Any, started: bool = False) -> None:
     from .eventbridge import send_to_default_bus
 
     try:
-        send_to_default_bus(execution.account_id, execution.region_name, status_event(execution))
+        send_to_default_bus(execution.account_id, execution.region_name, status_event(execution, started))
     except Exception:  # noqa: BLE001 - asynchronous in AWS: the execution goes on regardless
         log.exception("status event of %s not sent to EventBridge", getattr(execution, "exec_arn", "?"))
 
@@ -280,7 +282,8 @@ def install() -> None:
 
     def execution_start(self: Any) -> None:
         _ORIGINAL["execution_start"](self)
-        send_status_event(self)
+        # Its worker runs already, and may have ended it: this is the start's event all the same.
+        send_status_event(self, started=True)
 
     def execution_stop(self: Any, *args: Any, **kwargs: Any) -> Any:
         self.stackwave_stopped = True
